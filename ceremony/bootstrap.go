@@ -1,0 +1,268 @@
+package ceremony
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/rootkeeper/rootkeeper/hsm"
+	"github.com/rootkeeper/rootkeeper/roles"
+)
+
+// Init runs the bootstrap ceremony of plan into dir: it opens every key,
+// checks its hardware evidence, builds version 1 of every role, shows the
+// officer what will be signed, signs (root with every root key, one device
+// after another), verifies the result as a TUF client would, and only then
+// writes the repository.
+//
+// dir must not exist or be empty. On any error nothing is left behind.
+func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result, err error) {
+	created := false
+	switch fi, statErr := os.Stat(dir); {
+	case os.IsNotExist(statErr):
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return nil, &IOError{Op: "create", Path: dir, Err: err}
+		}
+		created = true
+	case statErr != nil:
+		return nil, &IOError{Op: "read", Path: dir, Err: statErr}
+	case !fi.IsDir():
+		return nil, &RepoError{Dir: dir, Detail: "is a file, not a directory", HintText: "choose a new directory for --repo"}
+	}
+	lock, err := LockRepo(dir)
+	if err != nil {
+		if created {
+			os.Remove(dir)
+		}
+		return nil, err
+	}
+	defer func() {
+		lock.Unlock(err != nil)
+		if err != nil && created {
+			os.Remove(dir)
+		}
+	}()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, &IOError{Op: "read", Path: dir, Err: err}
+	}
+	for _, e := range entries {
+		if e.Name() != LockFile {
+			return nil, &RepoError{Dir: dir, Detail: fmt.Sprintf("is not empty (it has %s)", e.Name()),
+				HintText: "init writes only into a new or empty directory; choose another --repo"}
+		}
+	}
+	if err := checkWritable(dir); err != nil {
+		return nil, err
+	}
+
+	now := s.now()
+	require := plan.Require
+	if require == "" {
+		require = RequireHardwareBorn
+	}
+
+	// Open every key and check it before anything is signed.
+	keyRoles := map[string][]string{} // key id → roles
+	opened := map[string]*Key{}
+	var order []string
+	roleKeys := func(role string, uris []string) (roles.RoleKeys, error) {
+		var rk roles.RoleKeys
+		seen := map[string]string{}
+		for _, uri := range uris {
+			k, err := s.Open(ctx, uri)
+			if err != nil {
+				return rk, err
+			}
+			if err := checkEvidence(k, require); err != nil {
+				return rk, err
+			}
+			if other, dup := seen[k.ID()]; dup {
+				return rk, &RepoError{Dir: dir, Detail: fmt.Sprintf("%s: %s and %s are the same key (%s)", role, objectOf(other), objectOf(uri), short(k.ID())),
+					HintText: "each key of a role must be a different key; fix the plan"}
+			}
+			seen[k.ID()] = uri
+			if _, ok := opened[k.ID()]; !ok {
+				order = append(order, k.ID())
+			}
+			opened[k.ID()] = k
+			keyRoles[k.ID()] = append(keyRoles[k.ID()], role)
+			rk.Keys = append(rk.Keys, k.TUF.Key())
+		}
+		return rk, nil
+	}
+	b := roles.Bootstrap{ConsistentSnapshot: plan.Consistent(), Expires: map[string]time.Time{}}
+	for _, name := range TopLevelRoles {
+		rp := plan.Role(name)
+		rk, err := roleKeys(name, rp.Keys)
+		if err != nil {
+			return nil, err
+		}
+		rk.Threshold = rp.Threshold
+		switch name {
+		case RoleRoot:
+			b.Root = rk
+		case RoleTargets:
+			b.Targets = rk
+		case RoleSnapshot:
+			b.Snapshot = rk
+		case RoleTimestamp:
+			b.Timestamp = rk
+		}
+		b.Expires[name] = now.Add(rp.Expires.D())
+	}
+	for _, d := range plan.Delegations {
+		rk, err := roleKeys(d.Name, d.Keys)
+		if err != nil {
+			return nil, err
+		}
+		exp := d.Expires
+		if exp == 0 {
+			exp = plan.Roles.Targets.Expires
+		}
+		b.Expires[d.Name] = now.Add(exp.D())
+		b.Delegations = append(b.Delegations, roles.Delegation{Name: d.Name, Keys: rk.Keys, Threshold: d.Threshold, Paths: d.Paths, Terminating: d.Terminating})
+	}
+	b.Now = now
+	repo, err := roles.New(b)
+	if err != nil {
+		return nil, err
+	}
+
+	// The policy: lifetimes, windows, signing keys (root keys too, for the
+	// next ceremony).
+	pol := &Policy{Version: 1, Repository: plan.Repository, ConsistentSnapshot: plan.Consistent(), Require: require, Roles: map[string]RolePolicy{}}
+	for _, name := range TopLevelRoles {
+		rp := plan.Role(name)
+		pol.Roles[name] = RolePolicy{Expires: rp.Expires, Window: rp.Window, Keys: rp.Keys}
+	}
+	for _, d := range plan.Delegations {
+		exp := d.Expires
+		if exp == 0 {
+			exp = plan.Roles.Targets.Expires
+		}
+		pol.Roles[d.Name] = RolePolicy{Expires: exp, Window: d.Window, Keys: d.Keys}
+	}
+
+	summary := s.bootstrapSummary(plan, dir, now, b, opened, keyRoles, order)
+	if err := s.confirm(summary); err != nil {
+		return nil, err
+	}
+
+	// Sign: root one device after another, then the others.
+	root := repo.Root()
+	if err := signWith(ctx, s, root, RoleRoot, plan.Roles.Root.Keys, root.Signed.Roles[RoleRoot].KeyIDs, plan.Roles.Root.Threshold); err != nil {
+		return nil, err
+	}
+	if err := signWith(ctx, s, repo.Targets, RoleTargets, plan.Roles.Targets.Keys, root.Signed.Roles[RoleTargets].KeyIDs, plan.Roles.Targets.Threshold); err != nil {
+		return nil, err
+	}
+	for _, d := range plan.Delegations {
+		trusted := delegatedKeyIDs(repo.Targets, d.Name)
+		if err := signWith(ctx, s, repo.Delegated[d.Name], d.Name, d.Keys, trusted, d.Threshold); err != nil {
+			return nil, err
+		}
+	}
+	if err := signWith(ctx, s, repo.Snapshot, RoleSnapshot, plan.Roles.Snapshot.Keys, root.Signed.Roles[RoleSnapshot].KeyIDs, plan.Roles.Snapshot.Threshold); err != nil {
+		return nil, err
+	}
+	if err := signWith(ctx, s, repo.Timestamp, RoleTimestamp, plan.Roles.Timestamp.Keys, root.Signed.Roles[RoleTimestamp].KeyIDs, plan.Roles.Timestamp.Threshold); err != nil {
+		return nil, err
+	}
+
+	var extra []File
+	for _, id := range order {
+		rec, err := keyRecord(opened[id], keyRoles[id], now)
+		if err != nil {
+			return nil, err
+		}
+		data, err := marshalJSON(rec)
+		if err != nil {
+			return nil, err
+		}
+		extra = append(extra, File{Path: "keys/" + id + ".json", Data: data})
+	}
+	changed := append([]string{}, TopLevelRoles...)
+	for _, d := range plan.Delegations {
+		changed = append(changed, d.Name)
+	}
+	details := map[string]any{"plan_repository": plan.Repository, "root_threshold": plan.Roles.Root.Threshold, "root_keys": keyIDsOf(root.Signed.Roles[RoleRoot].KeyIDs), "require": require}
+	return s.commit(&change{op: "init", dir: dir, repo: repo, policy: pol, now: now, changed: changed, extra: extra, details: details})
+}
+
+func keyIDsOf(ids []string) []string { return append([]string(nil), ids...) }
+
+func delegatedKeyIDs(t *metadata.Metadata[metadata.TargetsType], name string) []string {
+	if t.Signed.Delegations == nil {
+		return nil
+	}
+	for _, r := range t.Signed.Delegations.Roles {
+		if r.Name == name {
+			return r.KeyIDs
+		}
+	}
+	return nil
+}
+
+func (s *Session) confirm(summary string) error {
+	if s.UI == nil {
+		if s.Yes {
+			return nil
+		}
+		return errCancelled
+	}
+	if s.Yes {
+		s.UI.Progress(summary)
+		return nil
+	}
+	ok, err := s.UI.Confirm(summary)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errCancelled
+	}
+	return nil
+}
+
+func (s *Session) bootstrapSummary(plan *Plan, dir string, now time.Time, b roles.Bootstrap, opened map[string]*Key, keyRoles map[string][]string, order []string) string {
+	var w strings.Builder
+	name := plan.Repository
+	if name == "" {
+		name = dir
+	}
+	fmt.Fprintf(&w, "Bootstrap ceremony for %s\n", name)
+	fmt.Fprintf(&w, "  directory:            %s\n", dir)
+	fmt.Fprintf(&w, "  consistent snapshots: %t\n", plan.Consistent())
+	fmt.Fprintf(&w, "  key evidence:         %s\n\n", requireOf(plan))
+	line := func(role string, rk roles.RoleKeys, exp time.Time) {
+		fmt.Fprintf(&w, "  %-10s %d of %d keys, expires %s (in %s)\n", role, rk.Threshold, len(rk.Keys), exp.Format(time.RFC3339), Duration(exp.Sub(now).Round(time.Second)))
+		for _, k := range rk.Keys {
+			id, _ := roles.KeyID(k)
+			ok := opened[id]
+			alg, _ := hsm.AlgorithmOf(ok.HW.Public())
+			fmt.Fprintf(&w, "    %s  %-10s %s\n      %s\n", short(id), alg, objectOf(ok.URI), ok.Evidence.Summary())
+		}
+	}
+	line(RoleRoot, b.Root, b.Expires[RoleRoot])
+	line(RoleTargets, b.Targets, b.Expires[RoleTargets])
+	line(RoleSnapshot, b.Snapshot, b.Expires[RoleSnapshot])
+	line(RoleTimestamp, b.Timestamp, b.Expires[RoleTimestamp])
+	for _, d := range b.Delegations {
+		fmt.Fprintf(&w, "  delegation %q for %s (terminating %t):\n", d.Name, strings.Join(d.Paths, ", "), d.Terminating)
+		line(d.Name, roles.RoleKeys{Keys: d.Keys, Threshold: d.Threshold}, b.Expires[d.Name])
+	}
+	fmt.Fprintf(&w, "\nEvery key listed will sign; root keys one device after another.")
+	return w.String()
+}
+
+func requireOf(p *Plan) string {
+	if p.Require == "" {
+		return RequireHardwareBorn
+	}
+	return p.Require
+}

@@ -1,0 +1,464 @@
+package ceremony
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/rootkeeper/rootkeeper/hsm"
+	"github.com/rootkeeper/rootkeeper/roles"
+)
+
+// UI is how a ceremony talks to the officer.
+type UI interface {
+	// Confirm shows what is about to be signed and asks to go on.
+	Confirm(summary string) (bool, error)
+	// Progress tells the officer what is happening ("signing root with …").
+	Progress(msg string)
+}
+
+// Session runs ceremonies with keys from hardware. It opens each key once
+// and keeps it open (and its token logged in to) until Close.
+type Session struct {
+	Keys *hsm.Keyring
+	UI   UI
+	// Now is the clock; nil means time.Now. Tests and --at set it.
+	Now func() time.Time
+	// Yes skips the confirmation (for scripts; the summary is still shown).
+	Yes bool
+
+	keys map[string]*Key
+}
+
+// Key is an open hardware key and its TUF identity.
+type Key struct {
+	URI      string
+	HW       hsm.Signer
+	TUF      *roles.Signer
+	Evidence *hsm.Evidence
+}
+
+// ID is the key's TUF key id.
+func (k *Key) ID() string { return k.TUF.KeyID() }
+
+func (s *Session) now() time.Time {
+	if s.Now != nil {
+		return s.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (s *Session) progress(format string, a ...any) {
+	if s.UI != nil {
+		s.UI.Progress(fmt.Sprintf(format, a...))
+	}
+}
+
+// Close closes every device the session opened.
+func (s *Session) Close() error {
+	s.keys = nil
+	if s.Keys != nil {
+		return s.Keys.Close()
+	}
+	return nil
+}
+
+// Open opens the key named by uri (once per session) and reads its
+// hardware evidence.
+func (s *Session) Open(ctx context.Context, uri string) (*Key, error) {
+	u, err := hsm.ParseURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	if k, ok := s.keys[u.Object()]; ok {
+		return k, nil
+	}
+	s.progress("opening %s", u.Object())
+	hw, err := s.Keys.Signer(ctx, uri)
+	if err != nil {
+		return nil, err
+	}
+	tuf, err := roles.NewSigner(hw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", u.Object(), err)
+	}
+	ev := hw.Info().Evidence
+	if ev == nil {
+		if ev, err = s.Keys.Attest(ctx, uri); err != nil {
+			return nil, err
+		}
+	}
+	k := &Key{URI: uri, HW: hw, TUF: tuf, Evidence: ev}
+	if s.keys == nil {
+		s.keys = map[string]*Key{}
+	}
+	s.keys[u.Object()] = k
+	return k, nil
+}
+
+// EvidenceError reports a key whose hardware evidence does not meet the
+// plan's requirement.
+type EvidenceError struct {
+	URI, Require, Summary string
+}
+
+func (e *EvidenceError) Error() string {
+	return fmt.Sprintf("%s: the key does not meet require: %s (%s)", e.URI, e.Require, e.Summary)
+}
+
+// Hint says what to do.
+func (e *EvidenceError) Hint() string {
+	return "generate the key inside the device with rootkeeper key generate, or set require: none in the plan for test tokens only"
+}
+
+func checkEvidence(k *Key, require string) error {
+	switch require {
+	case RequireNone:
+		return nil
+	case RequireHardwareAttested:
+		if k.Evidence == nil || k.Evidence.Kind != hsm.EvidencePIV || !k.Evidence.HardwareBorn() {
+			return &EvidenceError{URI: objectOf(k.URI), Require: require, Summary: k.Evidence.Summary()}
+		}
+	default:
+		if !k.Evidence.HardwareBorn() {
+			return &EvidenceError{URI: objectOf(k.URI), Require: RequireHardwareBorn, Summary: k.Evidence.Summary()}
+		}
+	}
+	return nil
+}
+
+func objectOf(uri string) string {
+	if u, err := hsm.ParseURI(uri); err == nil {
+		return u.Object()
+	}
+	return uri
+}
+
+// MismatchError reports a device key that is not the key a role trusts.
+type MismatchError struct {
+	URI, KeyID, Role string
+	Trusted          []string
+}
+
+func (e *MismatchError) Error() string {
+	return fmt.Sprintf("%s holds key %s, which %s does not trust (it trusts %s)", objectOf(e.URI), short(e.KeyID), e.Role, shortList(e.Trusted))
+}
+
+// Hint says what to do.
+func (e *MismatchError) Hint() string {
+	return "check that the right token is plugged in and that the key URI in rootkeeper.yaml or the plan names the right object"
+}
+
+// Is makes errors.Is(err, hsm.ErrKeyMismatch) true.
+func (e *MismatchError) Is(target error) bool { return target == hsm.ErrKeyMismatch }
+
+// ThresholdError reports a role that could not get enough signatures.
+type ThresholdError struct {
+	Role       string
+	Have, Need int
+	Missing    []string
+}
+
+func (e *ThresholdError) Error() string {
+	return fmt.Sprintf("%s: only %d of the %d required signatures could be made", e.Role, e.Have, e.Need)
+}
+
+// Hint names the keys still needed.
+func (e *ThresholdError) Hint() string {
+	if len(e.Missing) == 0 {
+		return "add signing key URIs for " + e.Role + " to rootkeeper.yaml"
+	}
+	return "plug in the token of one of these keys and run again: " + shortList(e.Missing)
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func shortList(ids []string) string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = short(id)
+	}
+	return strings.Join(out, ", ")
+}
+
+// signWith signs md with each key of uris that the role trusts, until all
+// have signed. It fails unless at least threshold signatures were made.
+func signWith[T metadata.Roles](ctx context.Context, s *Session, md *metadata.Metadata[T], role string, uris []string, trusted []string, threshold int) error {
+	have := 0
+	for i, uri := range uris {
+		k, err := s.Open(ctx, uri)
+		if err != nil {
+			return err
+		}
+		if !contains(trusted, k.ID()) {
+			return &MismatchError{URI: uri, KeyID: k.ID(), Role: role, Trusted: trusted}
+		}
+		s.progress("signing %s with key %d of %d: %s (%s)", role, i+1, len(uris), short(k.ID()), objectOf(uri))
+		if err := roles.Sign(md, k.TUF); err != nil {
+			return fmt.Errorf("%s: %w", role, err)
+		}
+		have++
+	}
+	if have < threshold {
+		var missing []string
+		for _, id := range trusted {
+			found := false
+			for _, sig := range md.Signatures {
+				found = found || sig.KeyID == id
+			}
+			if !found {
+				missing = append(missing, id)
+			}
+		}
+		return &ThresholdError{Role: role, Have: have, Need: threshold, Missing: missing}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// KeyRecord is what the repository keeps about each key it trusts, in
+// keys/KEYID.json: where it lives and the hardware's evidence for it.
+type KeyRecord struct {
+	KeyID      string        `json:"keyid"`
+	URI        string        `json:"uri"`
+	Algorithm  string        `json:"algorithm"`
+	PublicKey  string        `json:"public_key"`
+	Roles      []string      `json:"roles"`
+	Evidence   *hsm.Evidence `json:"evidence"`
+	RecordedAt time.Time     `json:"recorded_at"`
+}
+
+func keyRecord(k *Key, roleNames []string, now time.Time) (*KeyRecord, error) {
+	der, err := x509.MarshalPKIXPublicKey(k.HW.Public())
+	if err != nil {
+		return nil, err
+	}
+	alg, _ := hsm.AlgorithmOf(k.HW.Public())
+	return &KeyRecord{
+		KeyID:      k.ID(),
+		URI:        objectOf(k.URI),
+		Algorithm:  string(alg),
+		PublicKey:  string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
+		Roles:      roleNames,
+		Evidence:   k.Evidence,
+		RecordedAt: now,
+	}, nil
+}
+
+// change is one write to a repository: the new metadata state, the extra
+// files, and what the transcript says about it.
+type change struct {
+	op       string
+	dir      string
+	repo     *roles.Repo
+	policy   *Policy
+	now      time.Time
+	changed  []string // roles given a new version
+	extra    []File   // target files, key records
+	details  map[string]any
+	noPolicy bool // do not rewrite the policy
+}
+
+// PreflightError reports a change that a TUF client would not accept; it
+// was not written.
+type PreflightError struct {
+	Problems []roles.Problem
+}
+
+func (e *PreflightError) Error() string {
+	lines := make([]string, 0, len(e.Problems))
+	for _, p := range e.Problems {
+		lines = append(lines, problemLine(p))
+	}
+	return "preflight refused the change, nothing was written: " + strings.Join(lines, "; ")
+}
+
+// Hint returns the first problem's fix.
+func (e *PreflightError) Hint() string {
+	for _, p := range e.Problems {
+		if p.Hint != "" {
+			return p.Hint
+		}
+	}
+	return ""
+}
+
+func problemLine(p roles.Problem) string {
+	s := p.Role
+	if p.Rule != "" {
+		s += " (" + p.Rule + ")"
+	}
+	return s + ": " + p.Detail
+}
+
+// Result says what a ceremony wrote.
+type Result struct {
+	Dir       string            `json:"repository"`
+	Operation string            `json:"operation"`
+	Changed   []string          `json:"changed_roles"`
+	Versions  map[string]int64  `json:"versions"`
+	Expires   map[string]string `json:"expires"`
+	Written   []string          `json:"written"`
+	Details   map[string]any    `json:"details,omitempty"`
+}
+
+// commit preflights the change as a client would and writes it.
+func (s *Session) commit(c *change) (*Result, error) {
+	metaFiles, err := c.repo.Files()
+	if err != nil {
+		return nil, err
+	}
+	var files []File
+	for _, f := range metaFiles {
+		files = append(files, File{Path: f.Path, Data: f.Data, Immutable: immutableMeta(f.Path)})
+	}
+	files = append(files, c.extra...)
+	if !c.noPolicy {
+		pol, err := c.policy.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, File{Path: PolicyFile, Data: pol})
+	}
+
+	// Preflight: what a client would see once the files are in place.
+	overlay := make([]roles.File, len(files))
+	for i, f := range files {
+		overlay[i] = roles.File{Path: f.Path, Data: f.Data}
+	}
+	margins := map[string]time.Duration{}
+	for _, r := range c.changed {
+		margins[r] = c.policy.Role(policyRole(c.policy, r)).Window.D()
+	}
+	report, err := roles.Verify(roles.Overlay(os.DirFS(c.dir), overlay), roles.VerifyOptions{At: c.now, Margins: margins, CheckTargets: true})
+	if err != nil {
+		return nil, err
+	}
+	if !report.OK {
+		return nil, &PreflightError{Problems: report.Problems}
+	}
+
+	// Keep only what differs from the disk, then add the transcript entry.
+	var write []File
+	for _, f := range files {
+		if old, err := os.ReadFile(path.Join(c.dir, f.Path)); err == nil && bytes.Equal(old, f.Data) {
+			continue
+		}
+		write = append(write, f)
+	}
+	sort.SliceStable(write, func(i, j int) bool { return write[i].Path < write[j].Path })
+	entry, err := appendTranscript(c.dir, c.now, c.op, c.details, write)
+	if err != nil {
+		return nil, err
+	}
+	write = append(write, entry)
+	if err := WriteFiles(c.dir, write); err != nil {
+		return nil, err
+	}
+	res := &Result{Dir: c.dir, Operation: c.op, Changed: c.changed, Versions: map[string]int64{}, Expires: map[string]string{}, Details: c.details}
+	for _, rr := range report.Roles {
+		res.Versions[rr.Role] = rr.Version
+		res.Expires[rr.Role] = rr.Expires.UTC().Format(time.RFC3339)
+	}
+	for _, f := range write {
+		res.Written = append(res.Written, f.Path)
+	}
+	return res, nil
+}
+
+// policyRole maps a role to its policy entry (hashed bins share one).
+func policyRole(p *Policy, role string) string {
+	if _, ok := p.Roles[role]; ok {
+		return role
+	}
+	return RoleTargets
+}
+
+var versioned = regexp.MustCompile(`^metadata/[0-9]+\.[^/]+\.json$`)
+
+func immutableMeta(p string) bool { return versioned.MatchString(p) }
+
+// targetFiles returns the files a target needs under targets/: with
+// consistent snapshots one hash-named copy per listed hash, else the plain
+// path.
+func targetFiles(consistent bool, name string, tf *metadata.TargetFiles, data []byte) []File {
+	if !consistent {
+		return []File{{Path: "targets/" + name, Data: data}}
+	}
+	dir, base := path.Split(name)
+	var out []File
+	algs := make([]string, 0, len(tf.Hashes))
+	for alg := range tf.Hashes {
+		algs = append(algs, alg)
+	}
+	sort.Strings(algs)
+	for _, alg := range algs {
+		out = append(out, File{Path: "targets/" + dir + hex.EncodeToString(tf.Hashes[alg]) + "." + base, Data: data, Immutable: true})
+	}
+	return out
+}
+
+func sha256hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+func marshalJSON(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// withLock runs fn with the repository locked and its policy and metadata
+// loaded.
+func (s *Session) withLock(dir string, fn func(repo *roles.Repo, pol *Policy) error) error {
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return &RepoError{Dir: dir, Detail: "no such directory", HintText: "check --repo"}
+	}
+	lock, err := LockRepo(dir)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock(false)
+	pol, err := LoadPolicy(dir)
+	if err != nil {
+		return err
+	}
+	repo, err := roles.Load(os.DirFS(dir))
+	if err != nil {
+		return &RepoError{Dir: dir, Detail: "cannot load metadata", Err: err,
+			HintText: "run rootkeeper verify --repo " + dir + " to see what is wrong"}
+	}
+	return fn(repo, pol)
+}
+
+var errCancelled = errors.New("cancelled by the officer: nothing was written")

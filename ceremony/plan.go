@@ -1,0 +1,299 @@
+package ceremony
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/rootkeeper/rootkeeper/hsm"
+)
+
+// Top-level role names.
+const (
+	RoleRoot      = "root"
+	RoleTargets   = "targets"
+	RoleSnapshot  = "snapshot"
+	RoleTimestamp = "timestamp"
+)
+
+// TopLevelRoles lists the four top-level roles in signing order.
+var TopLevelRoles = []string{RoleRoot, RoleTargets, RoleSnapshot, RoleTimestamp}
+
+// What a plan may require of every key's hardware evidence.
+const (
+	RequireHardwareBorn     = "hardware-born"     // PKCS#11 attributes or a PIV attestation show the key was generated inside the device
+	RequireHardwareAttested = "hardware-attested" // a verified attestation certificate chain (PIV)
+	RequireNone             = "none"              // no check (only for test tokens; recorded in the transcript)
+)
+
+// Plan is one bootstrap ceremony, read from a strict YAML file: unknown
+// fields are refused, and Validate names the field path of every mistake.
+type Plan struct {
+	// Version of the plan format; 1.
+	Version int `yaml:"version"`
+	// Ceremony is "bootstrap".
+	Ceremony string `yaml:"ceremony"`
+	// Repository is a name for people (shown in summaries and transcripts).
+	Repository string `yaml:"repository"`
+	// ConsistentSnapshot turns on versioned metadata and hash-named targets
+	// (default true).
+	ConsistentSnapshot *bool `yaml:"consistent_snapshot"`
+	// Require is what every key's hardware evidence must show
+	// (default hardware-born).
+	Require string `yaml:"require"`
+	// Roles are the four top-level roles.
+	Roles struct {
+		Root      RolePlan `yaml:"root"`
+		Targets   RolePlan `yaml:"targets"`
+		Snapshot  RolePlan `yaml:"snapshot"`
+		Timestamp RolePlan `yaml:"timestamp"`
+	} `yaml:"roles"`
+	// Delegations from targets to tagging keys.
+	Delegations []DelegationPlan `yaml:"delegations"`
+}
+
+// RolePlan is one role: its keys, threshold and lifetime.
+type RolePlan struct {
+	Threshold int      `yaml:"threshold"`
+	Keys      []string `yaml:"keys"`
+	// Expires is how long each version is valid ("365d").
+	Expires Duration `yaml:"expires"`
+	// Window is how long before expiry re-signing is due ("30d").
+	Window Duration `yaml:"window"`
+}
+
+// DelegationPlan is a delegation from targets to tagging keys.
+type DelegationPlan struct {
+	Name        string   `yaml:"name"`
+	Threshold   int      `yaml:"threshold"`
+	Keys        []string `yaml:"keys"`
+	Paths       []string `yaml:"paths"`
+	Terminating bool     `yaml:"terminating"`
+	Expires     Duration `yaml:"expires"`
+	Window      Duration `yaml:"window"`
+}
+
+// Role returns the plan of a top-level role.
+func (p *Plan) Role(name string) *RolePlan {
+	switch name {
+	case RoleRoot:
+		return &p.Roles.Root
+	case RoleTargets:
+		return &p.Roles.Targets
+	case RoleSnapshot:
+		return &p.Roles.Snapshot
+	case RoleTimestamp:
+		return &p.Roles.Timestamp
+	}
+	return nil
+}
+
+// Consistent reports whether the repository uses consistent snapshots.
+func (p *Plan) Consistent() bool { return p.ConsistentSnapshot == nil || *p.ConsistentSnapshot }
+
+// PlanError lists every mistake in a plan, each with its field path.
+type PlanError struct {
+	File     string
+	Problems []string
+}
+
+func (e *PlanError) Error() string {
+	if len(e.Problems) == 1 {
+		return fmt.Sprintf("plan %s: %s", e.File, e.Problems[0])
+	}
+	return fmt.Sprintf("plan %s has %d problems:\n  %s", e.File, len(e.Problems), strings.Join(e.Problems, "\n  "))
+}
+
+// Hint points to the reference.
+func (e *PlanError) Hint() string {
+	return "fix the plan and run again; every field is described in docs/plan-reference.md"
+}
+
+// LoadPlan reads and validates a plan file.
+func LoadPlan(path string) (*Plan, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &PlanError{File: path, Problems: []string{err.Error()}}
+	}
+	return ParsePlan(path, data)
+}
+
+var yamlLine = regexp.MustCompile(`^\s*line (\d+): `)
+
+// ParsePlan parses and validates plan text; name is used in errors.
+func ParsePlan(name string, data []byte) (*Plan, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var p Plan
+	if err := dec.Decode(&p); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &PlanError{File: name, Problems: []string{"the file is empty"}}
+		}
+		return nil, &PlanError{File: name, Problems: yamlProblems(name, err)}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, &PlanError{File: name, Problems: []string{"more than one YAML document; a plan is one document"}}
+	}
+	if problems := p.Validate(); len(problems) > 0 {
+		return nil, &PlanError{File: name, Problems: problems}
+	}
+	return &p, nil
+}
+
+// yamlProblems turns yaml.v3's messages into "file:line: message" lines.
+func yamlProblems(name string, err error) []string {
+	var te *yaml.TypeError
+	var msgs []string
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	} else {
+		msgs = []string{strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	out := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		m = strings.TrimPrefix(m, "yaml: ")
+		if loc := yamlLine.FindStringSubmatch(m); loc != nil {
+			m = fmt.Sprintf("line %s: %s", loc[1], m[len(loc[0]):])
+		}
+		m = strings.Replace(m, " not found in type ceremony.", " is not a known field of ", 1)
+		out = append(out, m)
+	}
+	return out
+}
+
+var roleName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// Validate checks the plan and returns one line per problem, each starting
+// with the field path.
+func (p *Plan) Validate() []string {
+	var probs []string
+	add := func(path, format string, a ...any) {
+		probs = append(probs, path+": "+fmt.Sprintf(format, a...))
+	}
+	if p.Version != 1 {
+		add("version", "must be 1 (got %d)", p.Version)
+	}
+	if p.Ceremony != "bootstrap" {
+		add("ceremony", "must be \"bootstrap\" (got %q)", p.Ceremony)
+	}
+	switch p.Require {
+	case "", RequireHardwareBorn, RequireHardwareAttested, RequireNone:
+	default:
+		add("require", "must be %s, %s or %s (got %q)", RequireHardwareBorn, RequireHardwareAttested, RequireNone, p.Require)
+	}
+	minExpiry := map[string]Duration{RoleRoot: Duration(24 * 3600e9), RoleTargets: Duration(3600e9), RoleSnapshot: Duration(3600e9), RoleTimestamp: Duration(3600e9)}
+	for _, name := range TopLevelRoles {
+		validateRole("roles."+name, p.Role(name).Threshold, p.Role(name).Keys, p.Role(name).Expires, p.Role(name).Window, minExpiry[name], add)
+	}
+	// Root keys must sit on different devices, or the threshold means nothing.
+	devices := map[string]int{}
+	objects := map[string]bool{}
+	for i, k := range p.Roles.Root.Keys {
+		u, err := hsm.ParseURI(k)
+		if err != nil || objects[u.Object()] {
+			continue // reported above
+		}
+		objects[u.Object()] = true
+		d := DeviceOf(u)
+		if j, dup := devices[d]; dup && d != "" {
+			add(fmt.Sprintf("roles.root.keys[%d]", i), "on the same device as roles.root.keys[%d] (%s): root keys must be on different tokens", j, d)
+		}
+		devices[d] = i
+	}
+	names := map[string]bool{}
+	for i, d := range p.Delegations {
+		path := fmt.Sprintf("delegations[%d]", i)
+		switch {
+		case !roleName.MatchString(d.Name):
+			add(path+".name", "%q is not a valid role name (lower-case letters, digits, . _ -)", d.Name)
+		case d.Name == RoleRoot || d.Name == RoleTargets || d.Name == RoleSnapshot || d.Name == RoleTimestamp:
+			add(path+".name", "%q is a top-level role name", d.Name)
+		case names[d.Name]:
+			add(path+".name", "%q is delegated twice", d.Name)
+		}
+		names[d.Name] = true
+		exp := d.Expires
+		if exp == 0 {
+			exp = p.Roles.Targets.Expires
+		}
+		validateRole(path, d.Threshold, d.Keys, exp, d.Window, Duration(3600e9), add)
+		if len(d.Paths) == 0 {
+			add(path+".paths", "at least one path pattern is needed (e.g. \"releases/*\")")
+		}
+		for j, pat := range d.Paths {
+			if pat == "" || strings.HasPrefix(pat, "/") {
+				add(fmt.Sprintf("%s.paths[%d]", path, j), "%q: patterns are relative paths such as \"releases/*\"", pat)
+			}
+		}
+	}
+	return probs
+}
+
+func validateRole(path string, threshold int, keys []string, expires, window, minExpiry Duration, add func(string, string, ...any)) {
+	if len(keys) == 0 {
+		add(path+".keys", "at least one key URI is needed")
+	}
+	switch {
+	case threshold < 1:
+		add(path+".threshold", "must be at least 1 (got %d)", threshold)
+	case threshold > len(keys) && len(keys) > 0:
+		add(path+".threshold", "%d is more than the %d keys listed", threshold, len(keys))
+	}
+	seen := map[string]int{}
+	for i, k := range keys {
+		kp := fmt.Sprintf("%s.keys[%d]", path, i)
+		if scheme, _, _ := strings.Cut(k, ":"); scheme != "pkcs11" && scheme != "yubikey" {
+			add(kp, "%q is not a hardware key URI (use pkcs11: or yubikey:; rootkeeper has no file-based keys)", k)
+			continue
+		}
+		u, err := hsm.ParseURI(k)
+		if err != nil {
+			var ue *hsm.URIError
+			if errors.As(err, &ue) {
+				add(kp, "%s", ue.Reason)
+			} else {
+				add(kp, "%v", err)
+			}
+			continue
+		}
+		id := u.Object()
+		if j, dup := seen[id]; dup {
+			add(kp, "the same key as %s.keys[%d]", path, j)
+		}
+		seen[id] = i
+	}
+	if expires == 0 {
+		add(path+".expires", "missing (e.g. 365d)")
+	} else if expires < minExpiry {
+		add(path+".expires", "%s is shorter than the minimum of %s", expires, minExpiry)
+	}
+	if window != 0 && expires != 0 && window >= expires {
+		add(path+".window", "%s is not shorter than expires (%s): the role would always be due", window, expires)
+	}
+}
+
+// DeviceOf names the device a key URI points into: the PKCS#11 token
+// (serial or label) or the YubiKey serial.
+func DeviceOf(u *hsm.URI) string {
+	switch u.Scheme {
+	case "pkcs11":
+		if s, ok := u.Path("serial"); ok {
+			return "pkcs11 token serial " + s
+		}
+		if l, ok := u.Path("token"); ok {
+			return "pkcs11 token " + l
+		}
+	case "yubikey":
+		if s, ok := u.Path("serial"); ok {
+			return "YubiKey " + s
+		}
+	}
+	return ""
+}

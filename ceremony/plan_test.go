@@ -1,0 +1,139 @@
+package ceremony
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func readPlan(t *testing.T) []byte {
+	t.Helper()
+	data, err := os.ReadFile("testdata/bootstrap.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func TestParsePlan(t *testing.T) {
+	p, err := ParsePlan("bootstrap.yaml", readPlan(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Roles.Root.Threshold != 2 || len(p.Roles.Root.Keys) != 3 {
+		t.Errorf("root = %+v", p.Roles.Root)
+	}
+	if p.Roles.Root.Expires.D() != 365*24*time.Hour {
+		t.Errorf("root expires %v", p.Roles.Root.Expires)
+	}
+	if p.Roles.Timestamp.Window.D() != 6*24*time.Hour {
+		t.Errorf("timestamp window %v", p.Roles.Timestamp.Window)
+	}
+	if !p.Consistent() || len(p.Delegations) != 1 || p.Delegations[0].Paths[0] != "releases/*" {
+		t.Errorf("plan = %+v", p)
+	}
+}
+
+// Each mistake is reported with the path of the field, and every mistake
+// of a plan is reported at once.
+func TestParsePlanErrors(t *testing.T) {
+	good := string(readPlan(t))
+	for _, tc := range []struct {
+		name, old, new string
+		want           []string
+	}{
+		{"unknown field", "consistent_snapshot: true", "consistent_snapshot: true\nconsistnt: false", []string{"line 6", "consistnt", "not a known field"}},
+		{"threshold zero", "threshold: 2", "threshold: 0", []string{"roles.root.threshold: must be at least 1 (got 0)"}},
+		{"threshold above keys", "threshold: 2", "threshold: 4", []string{"roles.root.threshold: 4 is more than the 3 keys listed"}},
+		{"same key twice", "object=root?pin-source=/run/pins/b", "object=root?pin-source=/run/pins/a\n      - pkcs11:token=root-a;object=root", []string{"roles.root.keys[2]: the same key as roles.root.keys[0]"}},
+		{"same device", "token=root-b;object=root", "token=root-a;object=root2", []string{"roles.root.keys[1]: on the same device as roles.root.keys[0]"}},
+		{"bad uri", "pkcs11:token=tagging;object=targets?pin-source=/run/pins/t", "file:/tmp/key.pem", []string{"roles.targets.keys[0]", "not a hardware key URI"}},
+		{"pin in uri", "pin-source=/run/pins/t\" ]\n  snapshot", "pin-value=1234\" ]\n  snapshot", []string{"roles.targets.keys[0]: pin-value is not accepted"}},
+		{"bad duration", "expires: 90d", "expires: 90 days", []string{"line", "invalid duration"}},
+		{"window too long", "window: 6d", "window: 8d", []string{"roles.timestamp.window: 8d is not shorter than expires (7d)"}},
+		{"no paths", "paths: [ \"releases/*\" ]", "paths: []", []string{"delegations[0].paths: at least one path pattern"}},
+		{"bad role name", "name: releases", "name: Releases!", []string{"delegations[0].name"}},
+		{"wrong ceremony", "ceremony: bootstrap", "ceremony: rotate", []string{"ceremony: must be \"bootstrap\""}},
+		{"bad require", "require: hardware-born", "require: trust-me", []string{"require: must be"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(good, tc.old) {
+				t.Fatalf("test bug: %q not in plan", tc.old)
+			}
+			_, err := ParsePlan("p.yaml", []byte(strings.Replace(good, tc.old, tc.new, 1)))
+			var pe *PlanError
+			if !errors.As(err, &pe) {
+				t.Fatalf("err = %v, want *PlanError", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "1234") {
+				t.Errorf("error repeats a PIN: %v", err)
+			}
+			if pe.Hint() == "" {
+				t.Error("no hint")
+			}
+		})
+	}
+}
+
+func TestParsePlanReportsAllProblems(t *testing.T) {
+	bad := strings.Replace(strings.Replace(string(readPlan(t)), "threshold: 2", "threshold: 0", 1), "expires: 90d", "expires: 0d", 1)
+	_, err := ParsePlan("p.yaml", []byte(bad))
+	var pe *PlanError
+	if !errors.As(err, &pe) || len(pe.Problems) < 2 {
+		t.Fatalf("want every problem at once, got %v", err)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"365d": 365 * 24 * time.Hour, "2w": 14 * 24 * time.Hour, "1d12h": 36 * time.Hour, "90m": 90 * time.Minute} {
+		d, err := ParseDuration(in)
+		if err != nil || d.D() != want {
+			t.Errorf("%s = %v, %v", in, d, err)
+		}
+	}
+	for _, in := range []string{"", "d", "10y", "-1d", "1.5d", "99999999d"} {
+		if _, err := ParseDuration(in); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+	if s := Duration(36 * time.Hour).String(); s != "36h" {
+		t.Errorf("String = %s", s)
+	}
+}
+
+func FuzzParsePlan(f *testing.F) {
+	data, err := os.ReadFile("testdata/bootstrap.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
+	f.Add([]byte("version: 1\nceremony: bootstrap\n"))
+	f.Add([]byte("roles: {root: {keys: [\"pkcs11:token=a\"], threshold: 1, expires: 1d}}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParsePlan("fuzz.yaml", data)
+		if err != nil {
+			var pe *PlanError
+			if !errors.As(err, &pe) || len(pe.Problems) == 0 {
+				t.Fatalf("error of the wrong kind: %T %v", err, err)
+			}
+			return
+		}
+		// A plan that parses is internally consistent.
+		if probs := p.Validate(); len(probs) != 0 {
+			t.Fatalf("accepted plan fails Validate: %v", probs)
+		}
+		for _, name := range TopLevelRoles {
+			r := p.Role(name)
+			if r.Threshold < 1 || r.Threshold > len(r.Keys) {
+				t.Fatalf("%s: threshold %d with %d keys accepted", name, r.Threshold, len(r.Keys))
+			}
+		}
+	})
+}

@@ -1,0 +1,145 @@
+package ceremony
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rootkeeper/rootkeeper/roles"
+)
+
+// Health is a repository's or role's state, worst first when compared.
+type Health int
+
+// Health states. Their order matters: the repository's health is its worst
+// role's.
+const (
+	Healthy Health = iota // valid and outside its re-signing window
+	Due                   // valid, but inside its re-signing window
+	Invalid               // expired, below threshold, tampered: clients refuse it
+)
+
+func (h Health) String() string {
+	switch h {
+	case Healthy:
+		return "healthy"
+	case Due:
+		return "due"
+	}
+	return "invalid"
+}
+
+// MarshalJSON writes the state's name.
+func (h Health) MarshalJSON() ([]byte, error) { return json.Marshal(h.String()) }
+
+// RoleStatus is one role's state at a point in time.
+type RoleStatus struct {
+	Role            string    `json:"role"`
+	Delegator       string    `json:"delegator,omitempty"`
+	Version         int64     `json:"version"`
+	Expires         time.Time `json:"expires"`
+	Left            string    `json:"time_left"`
+	Window          string    `json:"window"`
+	Threshold       int       `json:"threshold"`
+	ValidSignatures int       `json:"valid_signatures"`
+	KeyIDs          []string  `json:"keyids"`
+	Health          Health    `json:"state"`
+	Problem         string    `json:"problem,omitempty"`
+	Evidence        []string  `json:"evidence,omitempty"`
+}
+
+// StatusReport is a repository's state.
+type StatusReport struct {
+	Repository string          `json:"repository"`
+	At         time.Time       `json:"at"`
+	Health     Health          `json:"state"`
+	Roles      []RoleStatus    `json:"roles"`
+	Problems   []roles.Problem `json:"problems,omitempty"`
+}
+
+// Status reports every role's version, expiry, signatures and health at
+// time at, using the repository's policy for the re-signing windows.
+func Status(dir string, at time.Time) (*StatusReport, error) {
+	if fi, err := os.Stat(filepath.Join(dir, "metadata")); err != nil || !fi.IsDir() {
+		return nil, &RepoError{Dir: dir, Detail: "no metadata/ directory: not a TUF repository", HintText: "check --repo"}
+	}
+	pol, err := LoadPolicy(dir)
+	if err != nil {
+		var re *RepoError
+		if !errors.As(err, &re) {
+			return nil, err
+		}
+		pol = &Policy{Version: 1, Roles: map[string]RolePolicy{}} // a repository rootkeeper did not write
+	}
+	report, err := roles.Verify(os.DirFS(dir), roles.VerifyOptions{At: at, CheckTargets: true})
+	if err != nil {
+		return nil, err
+	}
+	evidence := loadEvidence(dir)
+	st := &StatusReport{Repository: dir, At: at.UTC(), Problems: report.Problems}
+	for _, rr := range report.Roles {
+		rs := RoleStatus{Role: rr.Role, Delegator: rr.Delegator, Version: rr.Version, Expires: rr.Expires.UTC(),
+			Threshold: rr.Threshold, ValidSignatures: rr.ValidSignatures, KeyIDs: rr.KeyIDs, Problem: rr.Err}
+		left := rr.Expires.Sub(at)
+		rs.Left = Duration(left.Round(time.Minute)).String()
+		if left < 0 {
+			rs.Left = "expired " + Duration((-left).Round(time.Minute)).String() + " ago"
+		}
+		window := pol.Role(policyRole(pol, rr.Role)).Window.D()
+		if window == 0 {
+			window = defaultWindows[rr.Role].D()
+		}
+		rs.Window = Duration(window).String()
+		switch {
+		case rr.Err != "" || left <= 0:
+			rs.Health = Invalid
+		case left < window:
+			rs.Health = Due
+		}
+		for _, id := range rr.KeyIDs {
+			if ev, ok := evidence[id]; ok {
+				rs.Evidence = append(rs.Evidence, short(id)+": "+ev)
+			}
+		}
+		if rs.Health > st.Health {
+			st.Health = rs.Health
+		}
+		st.Roles = append(st.Roles, rs)
+	}
+	if !report.OK {
+		st.Health = Invalid
+	}
+	return st, nil
+}
+
+func loadEvidence(dir string) map[string]string {
+	out := map[string]string{}
+	files, _ := filepath.Glob(filepath.Join(dir, "keys", "*.json"))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var rec KeyRecord
+		if json.Unmarshal(data, &rec) == nil && rec.KeyID != "" {
+			out[rec.KeyID] = rec.Evidence.Summary()
+		}
+	}
+	return out
+}
+
+// Verify checks dir exactly as a TUF client starting from trustedRoot
+// (nil: metadata/1.root.json) would at time at, and every target file.
+func Verify(dir string, trustedRoot []byte, at time.Time) (*roles.Report, error) {
+	if fi, err := os.Stat(filepath.Join(dir, "metadata")); err != nil || !fi.IsDir() {
+		return nil, &RepoError{Dir: dir, Detail: "no metadata/ directory: not a TUF repository", HintText: "check --repo"}
+	}
+	rep, err := roles.Verify(os.DirFS(dir), roles.VerifyOptions{TrustedRoot: trustedRoot, At: at, CheckTargets: true})
+	if err != nil {
+		return nil, fmt.Errorf("verify %s: %w", dir, err)
+	}
+	return rep, nil
+}

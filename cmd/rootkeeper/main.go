@@ -1,0 +1,157 @@
+// Command rootkeeper keeps a TUF repository's offline root key in hardware
+// and runs its key ceremonies.
+//
+// See README.md and docs/ for the runbooks.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rootkeeper/rootkeeper/ceremony"
+	"github.com/rootkeeper/rootkeeper/hsm"
+	_ "github.com/rootkeeper/rootkeeper/hsm/pkcs11" // registers pkcs11: URIs
+)
+
+// Exit codes. status and verify use the last three so that cron jobs and
+// monitoring can act on them (docs/exit-codes.md).
+const (
+	exitOK      = 0
+	exitError   = 1 // the command could not do its work
+	exitUsage   = 2 // bad flags or arguments
+	exitDue     = 3 // valid, but a role is inside its re-signing window
+	exitInvalid = 4 // a client would refuse the repository (expired, tampered, below threshold)
+)
+
+// exitError carries a non-error exit status (status/verify verdicts).
+type exitStatus struct{ code int }
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// usageError marks bad command-line input.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+func (e usageError) Hint() string  { return "see rootkeeper --help" }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type app struct {
+	stdout io.Writer
+	ui     *tui
+
+	forceLastTry bool
+	quiet        bool
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	a := &app{stdout: stdout, ui: &tui{stderr: stderr}}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var st exitStatus
+	if errors.As(err, &st) {
+		return st.code
+	}
+	a.ui.errorf(err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitError
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "rootkeeper",
+		Short: "Keep a TUF repository's offline root key in hardware and run its key ceremonies",
+		Long: `rootkeeper keeps the offline root key of a TUF repository inside a YubiKey or a
+PKCS#11 HSM, runs ceremonies from a plan file, signs delegations to tagging keys,
+and refuses to publish metadata that would strand clients.
+
+Keys are named by URI:
+  pkcs11:token=LABEL;object=LABEL?module-path=PATH&pin-source=FILE
+
+PINs come from the URI's pin-source file, the ROOTKEEPER_PIN environment
+variable, or a prompt on the terminal — never from the command line.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().BoolVar(&a.forceLastTry, "force-last-pin-try", false, "send a PIN even when the device is at its final try")
+	root.PersistentFlags().BoolVarP(&a.quiet, "quiet", "q", false, "print no progress messages")
+	root.PersistentPreRun = func(*cobra.Command, []string) { a.ui.quiet = a.quiet }
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(a.keyCommand(), a.initCommand(), a.targetsCommand(), a.publishCommand(), a.statusCommand(), a.verifyCommand())
+	return root
+}
+
+// session opens a ceremony session whose devices ask for PINs on the
+// terminal and tell the officer when they wait.
+func (a *app) session() *ceremony.Session {
+	kr := hsm.NewKeyring(hsm.Options{Prompt: readPIN, ForceLastPINTry: a.forceLastTry, Notify: a.ui.Notify})
+	return &ceremony.Session{Keys: kr, UI: a.ui}
+}
+
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// parseAt reads --at: RFC 3339, a date, or a duration from now ("+30d").
+func parseAt(s string) (time.Time, error) {
+	if s == "" {
+		return time.Now().UTC(), nil
+	}
+	if s[0] == '+' || s[0] == '-' {
+		d, err := ceremony.ParseDuration(s[1:])
+		if err != nil {
+			return time.Time{}, usageError{fmt.Errorf("--at %s: %v", s, err)}
+		}
+		if s[0] == '-' {
+			d = -d
+		}
+		return time.Now().UTC().Add(d.D()), nil
+	}
+	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, usageError{fmt.Errorf("--at %q: write a time as 2027-01-31, 2027-01-31T12:00:00Z or +30d", s)}
+}
+
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError{fmt.Errorf("expected %s, got %d arguments", what, len(args))}
+		}
+		return nil
+	}
+}
+
+func requireFlag(name, value string) error {
+	if value == "" {
+		return usageError{fmt.Errorf("--%s is required", name)}
+	}
+	return nil
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/rootkeeper/rootkeeper/ceremony"
+	"github.com/rootkeeper/rootkeeper/softhsm-test/softhsm"
+)
+
+// The golden CLI tests run the real binary (this test binary, re-executed
+// as rootkeeper) against SoftHSM2 tokens made for each script, as an
+// officer would type the commands: testdata/script/*.txtar.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"rootkeeper": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
+	})
+}
+
+func TestScripts(t *testing.T) {
+	module, err := softhsm.ModulePath()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("SoftHSM2 is required in CI: %v", err)
+		}
+		t.Skipf("SoftHSM2 is not installed (%v); run make deps", err)
+	}
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		Setup: func(env *testscript.Env) error {
+			tokens := filepath.Join(env.WorkDir, ".tokens")
+			if err := os.MkdirAll(tokens, 0o700); err != nil {
+				return err
+			}
+			conf := filepath.Join(env.WorkDir, ".softhsm2.conf")
+			if err := os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600); err != nil {
+				return err
+			}
+			pin := filepath.Join(env.WorkDir, ".pin")
+			if err := os.WriteFile(pin, []byte("4321\n"), 0o600); err != nil {
+				return err
+			}
+			bad := filepath.Join(env.WorkDir, ".badpin")
+			if err := os.WriteFile(bad, []byte("0000\n"), 0o600); err != nil {
+				return err
+			}
+			env.Setenv("SOFTHSM2_CONF", conf)
+			env.Setenv("MODULE", module)
+			env.Setenv("PINFILE", pin)
+			env.Setenv("BADPIN", bad)
+			env.Setenv("ROOTKEEPER_PKCS11_MODULE", module)
+			env.Setenv("ROOTKEEPER_PIN", "")
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// token LABEL... initialises SoftHSM tokens with user PIN 4321.
+			"token": func(ts *testscript.TestScript, neg bool, args []string) {
+				for _, label := range args {
+					cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", "87654321", "--pin", "4321")
+					cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+ts.Getenv("SOFTHSM2_CONF"))
+					if out, err := cmd.CombinedOutput(); err != nil {
+						ts.Fatalf("softhsm2-util: %v\n%s", err, out)
+					}
+				}
+			},
+			// hashdir DIR NAME remembers a hash of every file under DIR;
+			// unchanged DIR NAME fails unless DIR is byte-identical to then.
+			"hashdir": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 2 {
+					ts.Fatalf("usage: hashdir DIR NAME")
+				}
+				ts.Setenv("HASH_"+args[1], treeHash(ts, ts.MkAbs(args[0])))
+			},
+			"unchanged": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 2 {
+					ts.Fatalf("usage: unchanged DIR NAME")
+				}
+				same := treeHash(ts, ts.MkAbs(args[0])) == ts.Getenv("HASH_"+args[1])
+				if same == neg {
+					ts.Fatalf("%s: byte-identical = %t", args[0], same)
+				}
+			},
+			// lockrepo DIR holds the repository lock until unlockrepo DIR,
+			// like a second rootkeeper run would.
+			"lockrepo": func(ts *testscript.TestScript, neg bool, args []string) {
+				l, err := ceremony.LockRepo(ts.MkAbs(args[0]))
+				ts.Check(err)
+				ts.Defer(func() { l.Unlock(false) })
+			},
+			// tamper FILE OLD NEW replaces text in a file, as an attacker would.
+			"tamper": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 3 {
+					ts.Fatalf("usage: tamper FILE OLD NEW")
+				}
+				p := ts.MkAbs(args[0])
+				data, err := os.ReadFile(p)
+				ts.Check(err)
+				if !strings.Contains(string(data), args[1]) {
+					ts.Fatalf("%s does not contain %q", args[0], args[1])
+				}
+				ts.Check(os.WriteFile(p, []byte(strings.Replace(string(data), args[1], args[2], 1)), 0o644))
+			},
+		},
+	})
+}
+
+func treeHash(ts *testscript.TestScript, dir string) string {
+	var lines []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if d.IsDir() {
+			lines = append(lines, "d "+rel)
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		h := sha256.Sum256(data)
+		lines = append(lines, fmt.Sprintf("f %s %s", rel, hex.EncodeToString(h[:])))
+		return nil
+	})
+	if err != nil {
+		return "missing: " + err.Error()
+	}
+	sort.Strings(lines)
+	h := sha256.Sum256([]byte(strings.Join(lines, "\n")))
+	return hex.EncodeToString(h[:])
+}

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rootkeeper/rootkeeper/ceremony"
+)
+
+func (a *app) initCommand() *cobra.Command {
+	var planPath, dir string
+	var yes, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "init --plan PLAN.yaml --repo DIR",
+		Short: "Run the bootstrap ceremony: create a new TUF repository from a plan",
+		Long: `Run the bootstrap ceremony described by PLAN.yaml (docs/plan-reference.md).
+
+Every key is opened and its hardware evidence checked, a summary of what will
+be signed is shown for confirmation, root is signed with every root key one
+device after another, and the result is verified as a TUF client would before
+anything is written. DIR must be new or empty.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireFlag("plan", planPath); err != nil {
+				return err
+			}
+			if err := requireFlag("repo", dir); err != nil {
+				return err
+			}
+			plan, err := ceremony.LoadPlan(planPath)
+			if err != nil {
+				return err
+			}
+			s := a.session()
+			s.Yes = yes
+			defer s.Close()
+			res, err := s.Init(cmd.Context(), plan, dir)
+			if err != nil {
+				return err
+			}
+			return a.printResult(res, asJSON)
+		},
+	}
+	cmd.Flags().StringVar(&planPath, "plan", "", "the ceremony plan (YAML)")
+	cmd.Flags().StringVar(&dir, "repo", "", "the new repository's directory")
+	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation (the summary is still printed)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return cmd
+}
+
+func (a *app) targetsCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "targets",
+		Short: "Add or remove target files, signed by a tagging key",
+	}
+	var dir, role, prefix string
+	var asJSON bool
+	add := &cobra.Command{
+		Use:   "add --repo DIR [--role NAME] [--prefix DIR] FILE...",
+		Short: "Add files as targets, sign the role and publish",
+		Long: `Add files as targets of a role (targets, or a delegated role), sign the role with
+its keys from rootkeeper.yaml, and publish new snapshot and timestamp versions.
+Each target is named after the file's base name, under --prefix if given.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlag("repo", dir); err != nil {
+				return err
+			}
+			if len(args) == 0 {
+				return usageError{fmt.Errorf("no files to add")}
+			}
+			inputs, err := ceremony.ReadTargetInputs(prefix, args)
+			if err != nil {
+				return err
+			}
+			s := a.session()
+			defer s.Close()
+			res, err := s.AddTargets(cmd.Context(), dir, role, inputs)
+			if err != nil {
+				return err
+			}
+			return a.printResult(res, asJSON)
+		},
+	}
+	remove := &cobra.Command{
+		Use:   "remove --repo DIR [--role NAME] TARGET-PATH...",
+		Short: "Remove targets, sign the role and publish",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlag("repo", dir); err != nil {
+				return err
+			}
+			if len(args) == 0 {
+				return usageError{fmt.Errorf("no target paths to remove")}
+			}
+			s := a.session()
+			defer s.Close()
+			res, err := s.RemoveTargets(cmd.Context(), dir, role, args)
+			if err != nil {
+				return err
+			}
+			return a.printResult(res, asJSON)
+		},
+	}
+	for _, c := range []*cobra.Command{add, remove} {
+		c.Flags().StringVar(&dir, "repo", "", "the repository's directory")
+		c.Flags().StringVar(&role, "role", ceremony.RoleTargets, "the targets role to change")
+		c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	}
+	add.Flags().StringVar(&prefix, "prefix", "", "directory to put the targets under (e.g. releases/)")
+	cmd.AddCommand(add, remove)
+	return cmd
+}
+
+func (a *app) publishCommand() *cobra.Command {
+	var dir string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "publish --repo DIR",
+		Short: "Sign new snapshot and timestamp versions with the online keys",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireFlag("repo", dir); err != nil {
+				return err
+			}
+			s := a.session()
+			defer s.Close()
+			res, err := s.Publish(cmd.Context(), dir)
+			if err != nil {
+				return err
+			}
+			return a.printResult(res, asJSON)
+		},
+	}
+	cmd.Flags().StringVar(&dir, "repo", "", "the repository's directory")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return cmd
+}
+
+func (a *app) printResult(res *ceremony.Result, asJSON bool) error {
+	if asJSON {
+		return a.printJSON(res)
+	}
+	fmt.Fprintf(a.stdout, "%s: wrote %d files to %s\n", res.Operation, len(res.Written), res.Dir)
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	for _, r := range res.Changed {
+		fmt.Fprintf(tw, "  %s\tversion %d\texpires %s\n", r, res.Versions[r], res.Expires[r])
+	}
+	return tw.Flush()
+}
+
+func (a *app) statusCommand() *cobra.Command {
+	var dir, at string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status --repo DIR [--at TIME]",
+		Short: "Show each role's version, expiry, signatures and health",
+		Long: `Show each role's version, expiry, time left, threshold, keys and valid
+signatures, and whether it is healthy, due for re-signing or invalid.
+
+Exit status: 0 healthy, 3 a role is inside its re-signing window,
+4 expired or invalid (a client would refuse it), 1 the status could not be read.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireFlag("repo", dir); err != nil {
+				return err
+			}
+			t, err := parseAt(at)
+			if err != nil {
+				return err
+			}
+			st, err := ceremony.Status(dir, t)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if err := a.printJSON(st); err != nil {
+					return err
+				}
+			} else {
+				a.printStatus(st)
+			}
+			switch st.Health {
+			case ceremony.Due:
+				return exitStatus{exitDue}
+			case ceremony.Invalid:
+				return exitStatus{exitInvalid}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "repo", "", "the repository's directory")
+	cmd.Flags().StringVar(&at, "at", "", "report as of this time (2027-01-31, RFC 3339, or +30d)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func (a *app) printStatus(st *ceremony.StatusReport) {
+	fmt.Fprintf(a.stdout, "repository %s at %s: %s\n", st.Repository, st.At.Format(time.RFC3339), strings.ToUpper(st.Health.String()))
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROLE\tVERSION\tEXPIRES\tLEFT\tVALID/NEEDED\tSTATE")
+	for _, r := range st.Roles {
+		name := r.Role
+		if !isTopLevel(r.Role) && r.Delegator != "" {
+			name = r.Delegator + " → " + r.Role
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d/%d\t%s\n", name, r.Version, r.Expires.Format("2006-01-02 15:04"), r.Left, r.ValidSignatures, r.Threshold, r.Health)
+	}
+	tw.Flush()
+	for _, r := range st.Roles {
+		if r.Problem != "" {
+			fmt.Fprintf(a.stdout, "%s: %s\n", r.Role, r.Problem)
+		}
+	}
+	for _, p := range st.Problems {
+		fmt.Fprintf(a.stdout, "problem: %s: %s\n", p.Role, p.Detail)
+		if p.Hint != "" {
+			fmt.Fprintf(a.stdout, "  hint: %s\n", p.Hint)
+		}
+	}
+}
+
+func (a *app) verifyCommand() *cobra.Command {
+	var dir, at, trusted string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "verify --repo DIR [--trusted-root FILE] [--at TIME]",
+		Short: "Verify a repository exactly as a TUF client would",
+		Long: `Verify a TUF 1.0 repository as a client would: replay every root version from
+the trusted root (default metadata/1.root.json) to the newest, then timestamp,
+snapshot, targets and every delegation, and check every target file under
+targets/ against its length and hashes. Works on any repository laid out as
+metadata/ and targets/, also one rootkeeper did not write.
+
+Exit status: 0 a client would accept it, 4 a client would refuse it,
+1 the repository could not be read.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireFlag("repo", dir); err != nil {
+				return err
+			}
+			t, err := parseAt(at)
+			if err != nil {
+				return err
+			}
+			var root []byte
+			if trusted != "" {
+				if root, err = os.ReadFile(trusted); err != nil {
+					return fmt.Errorf("--trusted-root: %w", err)
+				}
+			}
+			rep, err := ceremony.Verify(dir, root, t)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if err := a.printJSON(rep); err != nil {
+					return err
+				}
+			} else {
+				for _, r := range rep.Roles {
+					state := "ok"
+					if r.Err != "" {
+						state = r.Err
+					}
+					fmt.Fprintf(a.stdout, "%-12s v%-4d %d/%d signatures  expires %s  %s\n", r.Role, r.Version, r.ValidSignatures, r.Threshold, r.Expires.UTC().Format(time.RFC3339), state)
+				}
+			}
+			if !rep.OK {
+				for _, p := range rep.Problems {
+					a.ui.printf("error: %s: %s", p.Role, p.Detail)
+					if p.Hint != "" {
+						a.ui.printf("hint: %s", p.Hint)
+					}
+				}
+				return exitStatus{exitInvalid}
+			}
+			if !asJSON {
+				fmt.Fprintln(a.stdout, "OK: a TUF client would accept this repository")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "repo", "", "the repository's directory")
+	cmd.Flags().StringVar(&trusted, "trusted-root", "", "root metadata the client starts from (default metadata/1.root.json)")
+	cmd.Flags().StringVar(&at, "at", "", "verify as of this time (2027-01-31, RFC 3339, or +30d)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func isTopLevel(role string) bool {
+	for _, r := range ceremony.TopLevelRoles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/rootkeeper/rootkeeper/hsm"
+)
+
+// The terminal side of rootkeeper, modelled on age's cmd/age/tui.go:
+// messages go to stderr, secrets are read from /dev/tty with echo off, and
+// every error is one "rootkeeper: error:" line with "rootkeeper: hint:"
+// lines after it when there is something to do.
+
+type tui struct {
+	stderr io.Writer
+	quiet  bool
+}
+
+func (t *tui) printf(format string, a ...any) {
+	fmt.Fprintf(t.stderr, "rootkeeper: "+format+"\n", a...)
+}
+
+func (t *tui) errorf(err error) {
+	msg := err.Error()
+	lines := strings.Split(msg, "\n")
+	fmt.Fprintf(t.stderr, "rootkeeper: error: %s\n", lines[0])
+	for _, l := range lines[1:] {
+		fmt.Fprintf(t.stderr, "rootkeeper:   %s\n", strings.TrimSpace(l))
+	}
+	if hint := hsm.HintOf(err); hint != "" {
+		fmt.Fprintf(t.stderr, "rootkeeper: hint: %s\n", hint)
+	}
+}
+
+// Progress shows what the ceremony is doing.
+func (t *tui) Progress(msg string) {
+	if t.quiet {
+		return
+	}
+	for _, l := range strings.Split(msg, "\n") {
+		fmt.Fprintf(t.stderr, "rootkeeper: %s\n", l)
+	}
+}
+
+// Notify shows what a device waits for (a touch, a card).
+func (t *tui) Notify(msg string) { fmt.Fprintf(t.stderr, "rootkeeper: %s\n", msg) }
+
+// Confirm shows the summary and asks on the terminal.
+func (t *tui) Confirm(summary string) (bool, error) {
+	fmt.Fprintln(t.stderr, summary)
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return false, &hsm.Error{Kind: hsm.ErrNoPIN, Detail: "confirmation needed but there is no terminal",
+			HintText: "run on a terminal, or pass --yes after reviewing the plan"}
+	}
+	defer tty.Close()
+	fmt.Fprint(tty, "Sign and write? [y/N] ")
+	line, err := bufio.NewReader(tty).ReadString('\n')
+	if err != nil && line == "" {
+		return false, err
+	}
+	ans := strings.ToLower(strings.TrimSpace(line))
+	return ans == "y" || ans == "yes", nil
+}
+
+// readPIN asks for a PIN on the terminal with echo off. It is the last of
+// the PIN sources (after pin-source and ROOTKEEPER_PIN).
+func readPIN(_ context.Context, req hsm.PINRequest) ([]byte, error) {
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return nil, &hsm.Error{Kind: hsm.ErrNoPIN, URI: req.Device, Detail: "a PIN is needed but there is no terminal to ask on",
+			HintText: "add ?pin-source=FILE to the key URI or set " + hsm.PINEnv + " for unattended runs"}
+	}
+	defer tty.Close()
+	what := req.Purpose
+	if what == "" {
+		what = "PIN"
+	}
+	prompt := fmt.Sprintf("Enter %s for %s", what, req.Device)
+	switch {
+	case req.Final:
+		prompt += " (FINAL TRY: a wrong PIN locks the device)"
+	case req.Retries >= 0:
+		prompt += fmt.Sprintf(" (%d tries left)", req.Retries)
+	case req.Low:
+		prompt += " (few tries left)"
+	}
+	fmt.Fprint(tty, prompt+": ")
+	pin, err := term.ReadPassword(int(tty.Fd()))
+	fmt.Fprintln(tty)
+	if err != nil {
+		return nil, fmt.Errorf("reading the PIN from the terminal: %w", err)
+	}
+	if len(pin) == 0 {
+		return nil, &hsm.Error{Kind: hsm.ErrNoPIN, URI: req.Device, Detail: "empty PIN", HintText: "type the PIN, or press Ctrl-C to stop"}
+	}
+	return pin, nil
+}
