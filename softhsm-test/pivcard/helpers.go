@@ -128,19 +128,23 @@ func ReaderName(slot int) (string, error) {
 	return "", fmt.Errorf("pivcard: no Virtual PCD reader for slot %d among %q", slot, readers)
 }
 
-// WaitVisible waits until piv-go can open the reader of vpcd slot 0 or 1
-// and reads serial from the card in it. It returns the reader's name.
+// WaitVisible waits until pcscd sees a card in the reader of vpcd slot 0
+// or 1 and the card answers with serial. It probes over a shared PC/SC
+// connection that it always releases (unlike a failed piv.Open). It
+// returns the reader's name.
 func WaitVisible(ctx context.Context, slot int, serial uint32) (string, error) {
 	var last error
 	for {
 		reader, err := ReaderName(slot)
 		if err == nil {
-			var yk *piv.YubiKey
-			yk, err = piv.Open(reader)
+			var present bool
+			present, err = cardPresent(reader)
+			if err == nil && !present {
+				err = errors.New("no card in the reader")
+			}
 			if err == nil {
 				var got uint32
-				got, err = yk.Serial()
-				yk.Close()
+				got, err = probeSerial(reader)
 				if err == nil && got == serial {
 					return reader, nil
 				}
@@ -179,6 +183,8 @@ func StartCard(t testing.TB, cfg Config, slot int) *Card {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		// Close waits until pcscd has seen the card go: a piv.Open racing
+		// the removal would leak its handle (see WaitAbsent).
 		c.Close()
 		unlock()
 	})
