@@ -63,13 +63,14 @@ func (b *Backend) token(ctx context.Context, uri *hsm.URI) (*token, error) {
 		b.mu.Unlock()
 		return nil, errClosed(uri)
 	}
-	m := b.modules[path]
+	key := moduleKey(path)
+	m := b.modules[key]
 	if m == nil {
 		if m, err = acquireModule(path, uri); err != nil {
 			b.mu.Unlock()
 			return nil, err
 		}
-		b.modules[path] = m
+		b.modules[key] = m
 	}
 	b.mu.Unlock()
 	return m.findToken(uri)

@@ -228,6 +228,7 @@ func unwrapDriver(d driver) driver {
 // test. No backend may be using the module.
 func spyOn(t testing.TB, path string) *spy {
 	t.Helper()
+	path = moduleKey(path)
 	modulesMu.Lock()
 	defer modulesMu.Unlock()
 	old := modules[path]

@@ -3,6 +3,7 @@ package pkcs11
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -76,6 +77,16 @@ var (
 	modules   = map[string]*module{}
 )
 
+// moduleKey names a module file by its resolved path, so that two paths
+// to one library (Debian links /usr/lib/softhsm/libsofthsm2.so to the
+// multiarch directory) share one module.
+func moduleKey(path string) string {
+	if p, err := filepath.EvalSymlinks(path); err == nil {
+		return p
+	}
+	return path
+}
+
 // module is one loaded PKCS#11 library.
 type module struct {
 	path string
@@ -90,8 +101,9 @@ type module struct {
 // acquireModule loads the module at path if needed, initializes it if no
 // backend uses it yet, and counts a reference to it.
 func acquireModule(path string, uri *hsm.URI) (*module, error) {
+	key := moduleKey(path)
 	modulesMu.Lock()
-	m := modules[path]
+	m := modules[key]
 	if m == nil {
 		drv, err := loadDriver(path)
 		if err != nil {
@@ -101,7 +113,7 @@ func acquireModule(path string, uri *hsm.URI) (*module, error) {
 				HintText: "check that module-path names the token's PKCS#11 library (a .so exporting C_GetFunctionList) built for this machine"}
 		}
 		m = &module{path: path, drv: drv}
-		modules[path] = m
+		modules[key] = m
 	}
 	modulesMu.Unlock()
 

@@ -578,6 +578,17 @@ func TestLoginOnce(t *testing.T) {
 	if s.count() != 2 || prompts != 2 {
 		t.Fatalf("%d logins, %d prompts for two tokens", s.count(), prompts)
 	}
+	// Another path to the same library is the same module.
+	if resolved := moduleKey(env.ModulePath); resolved != env.ModulePath {
+		u := noPIN("root-a", "k1")
+		u.SetQuery("module-path", resolved)
+		if _, err := b.Signer(bg, u); err != nil {
+			t.Fatal(err)
+		}
+		if s.count() != 2 || len(b.modules) != 1 {
+			t.Fatalf("%s and %s: %d logins, %d modules", env.ModulePath, resolved, s.count(), len(b.modules))
+		}
+	}
 
 	// The Keyring reaches the backend through hsm.Register.
 	kr := hsm.NewKeyring(hsm.Options{Getenv: noEnv})
