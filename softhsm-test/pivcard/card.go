@@ -171,7 +171,8 @@ type Card struct {
 	done    chan struct{}
 	connErr error
 	closed  bool
-	reader  string
+	reader  string // set by StartCard
+	slot    int    // set by StartCard
 }
 
 // New makes a card from cfg. It is not connected to any reader yet.

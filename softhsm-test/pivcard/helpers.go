@@ -205,9 +205,30 @@ func StartCard(t testing.TB, cfg Config, slot int) *Card {
 		t.Fatal(err)
 	}
 	c.connMu.Lock()
-	c.reader = reader
+	c.reader, c.slot = reader, slot
 	c.connMu.Unlock()
 	return c
+}
+
+// Reinsert puts a card started by StartCard, then removed with Remove, back
+// into its vpcd slot and waits until piv-go can see it. Its keys, PIN and
+// objects are kept; its session state was lost with the removal.
+func (c *Card) Reinsert(t testing.TB) {
+	t.Helper()
+	c.connMu.Lock()
+	reader, slot := c.reader, c.slot
+	c.connMu.Unlock()
+	if reader == "" {
+		t.Fatal("pivcard: Reinsert needs a card started by StartCard")
+	}
+	if err := c.Insert(VPCDAddr(slot)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := WaitVisible(ctx, slot, c.Serial()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Open opens the card's reader (see StartCard) with piv-go, retrying while
