@@ -70,13 +70,16 @@ func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result
 	keyRoles := map[string][]string{} // key id → roles
 	opened := map[string]*Key{}
 	var order []string
-	roleKeys := func(role string, uris []string) (roles.RoleKeys, error) {
+	roleKeys := func(role string, uris, pinned []string) (roles.RoleKeys, error) {
 		var rk roles.RoleKeys
 		seen := map[string]string{}
-		for _, uri := range uris {
+		for i, uri := range uris {
 			k, err := s.Open(ctx, uri)
 			if err != nil {
 				return rk, err
+			}
+			if i < len(pinned) && pinned[i] != k.ID() {
+				return rk, &MismatchError{URI: uri, KeyID: k.ID(), Role: "the plan (" + role + ")", Trusted: []string{pinned[i]}}
 			}
 			if err := checkEvidence(k, require); err != nil {
 				return rk, err
@@ -98,7 +101,7 @@ func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result
 	b := roles.Bootstrap{ConsistentSnapshot: plan.Consistent(), Expires: map[string]time.Time{}}
 	for _, name := range TopLevelRoles {
 		rp := plan.Role(name)
-		rk, err := roleKeys(name, rp.Keys)
+		rk, err := roleKeys(name, rp.Keys, rp.KeyIDs)
 		if err != nil {
 			return nil, err
 		}
@@ -116,7 +119,7 @@ func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result
 		b.Expires[name] = now.Add(rp.Expires.D())
 	}
 	for _, d := range plan.Delegations {
-		rk, err := roleKeys(d.Name, d.Keys)
+		rk, err := roleKeys(d.Name, d.Keys, d.KeyIDs)
 		if err != nil {
 			return nil, err
 		}

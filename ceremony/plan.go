@@ -62,6 +62,10 @@ type Plan struct {
 type RolePlan struct {
 	Threshold int      `yaml:"threshold"`
 	Keys      []string `yaml:"keys"`
+	// KeyIDs, when given, pins each key: KeyIDs[i] is the TUF key id the
+	// officers recorded for Keys[i] when it was generated. The ceremony
+	// refuses a device whose key has another id.
+	KeyIDs []string `yaml:"keyids"`
 	// Expires is how long each version is valid ("365d").
 	Expires Duration `yaml:"expires"`
 	// Window is how long before expiry re-signing is due ("30d").
@@ -73,6 +77,7 @@ type DelegationPlan struct {
 	Name        string   `yaml:"name"`
 	Threshold   int      `yaml:"threshold"`
 	Keys        []string `yaml:"keys"`
+	KeyIDs      []string `yaml:"keyids"`
 	Paths       []string `yaml:"paths"`
 	Terminating bool     `yaml:"terminating"`
 	Expires     Duration `yaml:"expires"`
@@ -190,7 +195,8 @@ func (p *Plan) Validate() []string {
 	}
 	minExpiry := map[string]Duration{RoleRoot: Duration(24 * 3600e9), RoleTargets: Duration(3600e9), RoleSnapshot: Duration(3600e9), RoleTimestamp: Duration(3600e9)}
 	for _, name := range TopLevelRoles {
-		validateRole("roles."+name, p.Role(name).Threshold, p.Role(name).Keys, p.Role(name).Expires, p.Role(name).Window, minExpiry[name], add)
+		r := p.Role(name)
+		validateRole("roles."+name, r.Threshold, r.Keys, r.KeyIDs, r.Expires, r.Window, minExpiry[name], add)
 	}
 	// Root keys must sit on different devices, or the threshold means nothing.
 	devices := map[string]int{}
@@ -223,7 +229,7 @@ func (p *Plan) Validate() []string {
 		if exp == 0 {
 			exp = p.Roles.Targets.Expires
 		}
-		validateRole(path, d.Threshold, d.Keys, exp, d.Window, Duration(3600e9), add)
+		validateRole(path, d.Threshold, d.Keys, d.KeyIDs, exp, d.Window, Duration(3600e9), add)
 		if len(d.Paths) == 0 {
 			add(path+".paths", "at least one path pattern is needed (e.g. \"releases/*\")")
 		}
@@ -236,7 +242,17 @@ func (p *Plan) Validate() []string {
 	return probs
 }
 
-func validateRole(path string, threshold int, keys []string, expires, window, minExpiry Duration, add func(string, string, ...any)) {
+var keyIDPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+func validateRole(path string, threshold int, keys, keyids []string, expires, window, minExpiry Duration, add func(string, string, ...any)) {
+	if len(keyids) > 0 && len(keyids) != len(keys) {
+		add(path+".keyids", "%d key ids for %d keys: give one per key, in the same order", len(keyids), len(keys))
+	}
+	for i, id := range keyids {
+		if !keyIDPattern.MatchString(id) {
+			add(fmt.Sprintf("%s.keyids[%d]", path, i), "%q is not a key id (64 lower-case hex digits, as rootkeeper key generate prints)", id)
+		}
+	}
 	if len(keys) == 0 {
 		add(path+".keys", "at least one key URI is needed")
 	}

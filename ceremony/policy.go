@@ -120,7 +120,10 @@ type RepoError struct {
 }
 
 func (e *RepoError) Error() string {
-	msg := fmt.Sprintf("repository %s: %s", e.Dir, e.Detail)
+	msg := e.Detail
+	if e.Dir != "" {
+		msg = fmt.Sprintf("repository %s: %s", e.Dir, e.Detail)
+	}
 	if e.Err != nil {
 		msg += ": " + e.Err.Error()
 	}

@@ -41,7 +41,12 @@ type usageError struct{ err error }
 
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
-func (e usageError) Hint() string  { return "see rootkeeper --help" }
+func (e usageError) Hint() string {
+	if h := hsm.HintOf(e.err); h != "" {
+		return h
+	}
+	return "see rootkeeper --help"
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))

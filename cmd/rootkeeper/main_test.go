@@ -3,13 +3,16 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -63,7 +66,33 @@ func TestScripts(t *testing.T) {
 			env.Setenv("ROOTKEEPER_PIN", "")
 			return nil
 		},
+		Condition: func(cond string) (bool, error) {
+			switch cond {
+			case "root":
+				return os.Geteuid() == 0, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// dropsigs FILE KEEP keeps only the first KEEP signatures of a
+			// metadata file, as a bad mirror or a broken tool would.
+			"dropsigs": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 2 {
+					ts.Fatalf("usage: dropsigs FILE KEEP")
+				}
+				p := ts.MkAbs(args[0])
+				var md map[string]any
+				data, err := os.ReadFile(p)
+				ts.Check(err)
+				ts.Check(json.Unmarshal(data, &md))
+				keep, err := strconv.Atoi(args[1])
+				ts.Check(err)
+				sigs := md["signatures"].([]any)
+				md["signatures"] = sigs[:keep]
+				out, err := json.Marshal(md)
+				ts.Check(err)
+				ts.Check(os.WriteFile(p, out, 0o644))
+			},
 			// token LABEL... initialises SoftHSM tokens with user PIN 4321.
 			"token": func(ts *testscript.TestScript, neg bool, args []string) {
 				for _, label := range args {
@@ -94,9 +123,20 @@ func TestScripts(t *testing.T) {
 			// lockrepo DIR holds the repository lock until unlockrepo DIR,
 			// like a second rootkeeper run would.
 			"lockrepo": func(ts *testscript.TestScript, neg bool, args []string) {
-				l, err := ceremony.LockRepo(ts.MkAbs(args[0]))
+				p := ts.MkAbs(args[0])
+				l, err := ceremony.LockRepo(p)
 				ts.Check(err)
+				heldMu.Lock()
+				held[p] = l
+				heldMu.Unlock()
 				ts.Defer(func() { l.Unlock(false) })
+			},
+			"unlockrepo": func(ts *testscript.TestScript, neg bool, args []string) {
+				p := ts.MkAbs(args[0])
+				heldMu.Lock()
+				defer heldMu.Unlock()
+				held[p].Unlock(false)
+				delete(held, p)
 			},
 			// tamper FILE OLD NEW replaces text in a file, as an attacker would.
 			"tamper": func(ts *testscript.TestScript, neg bool, args []string) {
@@ -114,6 +154,11 @@ func TestScripts(t *testing.T) {
 		},
 	})
 }
+
+var (
+	heldMu sync.Mutex
+	held   = map[string]*ceremony.Lock{}
+)
 
 func treeHash(ts *testscript.TestScript, dir string) string {
 	var lines []string

@@ -210,13 +210,8 @@ func (a *app) printStatus(st *ceremony.StatusReport) {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d/%d\t%s\n", name, r.Version, r.Expires.Format("2006-01-02 15:04"), r.Left, r.ValidSignatures, r.Threshold, r.Health)
 	}
 	tw.Flush()
-	for _, r := range st.Roles {
-		if r.Problem != "" {
-			fmt.Fprintf(a.stdout, "%s: %s\n", r.Role, r.Problem)
-		}
-	}
 	for _, p := range st.Problems {
-		fmt.Fprintf(a.stdout, "problem: %s: %s\n", p.Role, p.Detail)
+		fmt.Fprintf(a.stdout, "problem: %s\n", problemText(p.Role, p.Detail))
 		if p.Hint != "" {
 			fmt.Fprintf(a.stdout, "  hint: %s\n", p.Hint)
 		}
@@ -271,7 +266,7 @@ Exit status: 0 a client would accept it, 4 a client would refuse it,
 			}
 			if !rep.OK {
 				for _, p := range rep.Problems {
-					a.ui.printf("error: %s: %s", p.Role, p.Detail)
+					a.ui.printf("error: %s", problemText(p.Role, p.Detail))
 					if p.Hint != "" {
 						a.ui.printf("hint: %s", p.Hint)
 					}
@@ -298,4 +293,12 @@ func isTopLevel(role string) bool {
 		}
 	}
 	return false
+}
+
+// problemText prefixes a problem with its role unless it already names it.
+func problemText(role, detail string) string {
+	if role == "" || strings.HasPrefix(detail, role+":") || strings.HasPrefix(detail, role+" ") {
+		return detail
+	}
+	return role + ": " + detail
 }
