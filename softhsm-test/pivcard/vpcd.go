@@ -76,9 +76,20 @@ func (c *Card) Connect(ctx context.Context, addr string) error {
 	if err := c.Insert(addr); err != nil {
 		return err
 	}
+	return c.Wait(ctx)
+}
+
+// Wait blocks while the card is inserted: until ctx is done (then it
+// removes the card and returns nil), Remove or Close is called (nil), or
+// vpcd drops the connection (an error). It returns nil at once if the card
+// is not inserted.
+func (c *Card) Wait(ctx context.Context) error {
 	c.connMu.Lock()
 	done := c.done
 	c.connMu.Unlock()
+	if done == nil {
+		return nil
+	}
 	select {
 	case <-ctx.Done():
 		c.Remove()
