@@ -28,7 +28,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -113,12 +112,9 @@ func Serve(t testing.TB, repoDir string) (metadataURL, targetsURL string) {
 	if fi, err := os.Stat(filepath.Join(repoDir, "metadata")); err != nil || !fi.IsDir() {
 		t.Fatalf("clients.Serve: %s is not a repository: no metadata/ directory", repoDir)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metadata/", http.StripPrefix("/metadata/", noDirs(http.FileServer(http.Dir(filepath.Join(repoDir, "metadata"))))))
-	mux.Handle("/targets/", http.StripPrefix("/targets/", noDirs(http.FileServer(http.Dir(filepath.Join(repoDir, "targets"))))))
-	srv := httptest.NewServer(mux) // listens on 127.0.0.1:0
-	t.Cleanup(srv.Close)
-	return srv.URL + "/metadata/", srv.URL + "/targets/"
+	metadataURL, targetsURL, stop := ServeDir(repoDir) // listens on 127.0.0.1:0
+	t.Cleanup(stop)
+	return metadataURL, targetsURL
 }
 
 // noDirs answers 404 for directory paths instead of a listing.
