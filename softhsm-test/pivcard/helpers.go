@@ -34,10 +34,12 @@ func LockSlot(ctx context.Context, slot int) (unlock func(), err error) {
 	if slot != 0 && slot != 1 {
 		return nil, fmt.Errorf("pivcard: vpcd slot must be 0 or 1, got %d", slot)
 	}
-	f, err := os.OpenFile(lockPath(slot), os.O_CREATE|os.O_RDWR, 0o666)
+	// Read-only is enough for flock and works on another user's lock file.
+	f, err := os.OpenFile(lockPath(slot), os.O_CREATE|os.O_RDONLY, 0o666)
 	if err != nil {
 		return nil, err
 	}
+	f.Chmod(0o666) // best effort, despite the umask
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
@@ -168,6 +170,11 @@ func WaitVisible(ctx context.Context, slot int, serial uint32) (string, error) {
 // the card and waits until piv-go sees it by serial number. At cleanup the
 // card is closed and the lock released. Card.Reader names its reader; open
 // it with piv.Open or Card.Open.
+//
+// Code under test that finds a card by serial opens every reader, including
+// the other vpcd slot, which a test in another process may be using (piv-go
+// opens cards exclusively). Such a test should also hold the other slot's
+// lock (LockSlot) or tolerate failures to open readers that are not its own.
 func StartCard(t testing.TB, cfg Config, slot int) *Card {
 	t.Helper()
 	StartPCSCD(t)
@@ -188,12 +195,12 @@ func StartCard(t testing.TB, cfg Config, slot int) *Card {
 		c.Close()
 		unlock()
 	})
-	for {
+	for deadline := time.Now().Add(20 * time.Second); ; {
 		err = c.Insert(VPCDAddr(slot))
 		if err == nil {
 			break
 		}
-		if ctx.Err() != nil {
+		if time.Now().After(deadline) {
 			t.Fatal(err)
 		}
 		time.Sleep(100 * time.Millisecond)
