@@ -210,6 +210,24 @@ func (a *app) printStatus(st *ceremony.StatusReport) {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d/%d\t%s\n", name, r.Version, r.Expires.Format("2006-01-02 15:04"), r.Left, r.ValidSignatures, r.Threshold, r.Health)
 	}
 	tw.Flush()
+	fmt.Fprintln(a.stdout, "\nKEYS")
+	tw = tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	for _, r := range st.Roles {
+		for i, id := range r.KeyIDs {
+			ev := "no evidence recorded"
+			for _, e := range r.Evidence {
+				if strings.HasPrefix(e, id[:min(12, len(id))]+": ") {
+					ev = strings.TrimPrefix(e, id[:min(12, len(id))]+": ")
+				}
+			}
+			role := r.Role
+			if i > 0 {
+				role = ""
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", role, id[:min(12, len(id))], ev)
+		}
+	}
+	tw.Flush()
 	for _, p := range st.Problems {
 		fmt.Fprintf(a.stdout, "problem: %s\n", problemText(p.Role, p.Detail))
 		if p.Hint != "" {
