@@ -118,15 +118,19 @@ func (r *Repo) remember(path string, data []byte, md any) {
 // encode returns the bytes of md as they go on disk: the bytes Load read if
 // md is unchanged, otherwise indented JSON.
 func encode[T metadata.Roles](r *Repo, path string, md *metadata.Metadata[T]) ([]byte, error) {
-	if md.Signatures == nil {
-		md.Signatures = []metadata.Signature{}
-	}
 	fp, err := json.Marshal(md)
 	if err != nil {
 		return nil, fmt.Errorf("%s: cannot encode: %w", path, err)
 	}
 	if raw, ok := r.raw[path]; ok && bytes.Equal(raw.fp, fp) {
 		return raw.data, nil
+	}
+	if md.Signatures == nil { // write [] rather than null
+		c := *md
+		c.Signatures = []metadata.Signature{}
+		if fp, err = json.Marshal(&c); err != nil {
+			return nil, fmt.Errorf("%s: cannot encode: %w", path, err)
+		}
 	}
 	var out bytes.Buffer
 	if err := json.Indent(&out, fp, "", "  "); err != nil {

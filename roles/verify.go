@@ -464,7 +464,7 @@ func (v *verifier) checkSpec(role, file, label, spec string) {
 func (v *verifier) checkExpiry(role, file, label string, expires time.Time) {
 	if v.at.After(expires) {
 		v.add(role, file, RuleExpired, fmt.Sprintf("%s: expired at %s", label, expires.UTC().Format(time.RFC3339)),
-			"re-sign it with a later expiry")
+			fmt.Sprintf("checked at %s: re-sign it with a later expiry", v.at.UTC().Format(time.RFC3339)))
 		return
 	}
 	m, ok := v.opts.Margins[role]
@@ -472,7 +472,7 @@ func (v *verifier) checkExpiry(role, file, label string, expires time.Time) {
 		m, ok = v.opts.Margins["*"]
 	}
 	if ok && expires.Before(v.at.Add(m)) {
-		v.add(role, file, RuleMargin, fmt.Sprintf("%s: expires in less than %s (at %s)", label, m, expires.UTC().Format(time.RFC3339)),
+		v.add(role, file, RuleMargin, fmt.Sprintf("%s: expires in less than %s (at %s)", label, fmtDuration(m), expires.UTC().Format(time.RFC3339)),
 			"re-sign it with a later expiry before publishing")
 	}
 }
@@ -661,4 +661,12 @@ func shortList(ids []string) string {
 		out[i] = short(id)
 	}
 	return strings.Join(out, ", ")
+}
+
+// fmtDuration writes whole days as "7d" and other durations as Go does.
+func fmtDuration(d time.Duration) string {
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
 }

@@ -72,7 +72,7 @@ func TestVerifyMargins(t *testing.T) {
 	fsys := fsOf(t, tr.Repo, nil)
 	rep, err := Verify(fsys, VerifyOptions{Margins: map[string]time.Duration{"timestamp": 2 * day, "*": time.Hour}})
 	must(t, err)
-	wantProblem(t, rep, RuleMargin, "timestamp: expires in less than 48h0m0s")
+	wantProblem(t, rep, RuleMargin, "timestamp: expires in less than 2d")
 	if len(rep.Problems) != 1 {
 		t.Fatalf("problems %v", rep.Problems)
 	}
