@@ -133,16 +133,16 @@ func scanRepo(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType]
 	if s.ioErr != nil {
 		return s
 	}
-	if later := laterRoots(fsys, n); later != "" {
-		s.problem("root", rootPath(n), RuleMissing,
-			fmt.Sprintf("%s is missing but %s exists: clients stop at root v%d and never see the newer roots", rootPath(n), later, n-1),
-			"restore the missing root version")
-		return s
-	}
 	if newest == nil {
 		s.problem("root", rootPath(from), RuleMissing,
 			fmt.Sprintf("%s is missing: this is not a TUF repository directory (it must contain metadata/1.root.json)", rootPath(from)),
 			"point rootkeeper at the repository directory that contains metadata/ and targets/")
+		return s
+	}
+	if later := laterRoots(fsys, n); later != "" {
+		s.problem("root", rootPath(n), RuleMissing,
+			fmt.Sprintf("%s is missing but %s exists: clients stop at root v%d and never see the newer roots", rootPath(n), later, n-1),
+			"restore the missing root version")
 		return s
 	}
 	consistent := newest.Signed.ConsistentSnapshot

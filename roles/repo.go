@@ -86,8 +86,9 @@ type Requirement struct {
 	Have      int      // how many valid signatures by them the metadata has
 }
 
-// Met reports whether the requirement is satisfied.
-func (q Requirement) Met() bool { return q.Have >= q.Threshold }
+// Met reports whether the requirement is satisfied. A threshold below 1
+// is never met: clients reject such a role.
+func (q Requirement) Met() bool { return q.Threshold >= 1 && q.Have >= q.Threshold }
 
 // Root returns the newest root, or nil.
 func (r *Repo) Root() *metadata.Metadata[metadata.RootType] {

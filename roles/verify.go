@@ -88,6 +88,7 @@ type Problem struct {
 	Hint   string // what to do
 }
 
+// String gives the detail and, if any, the hint.
 func (p Problem) String() string {
 	if p.Hint == "" {
 		return p.Detail
@@ -378,9 +379,13 @@ func (v *verifier) checkKeys(role, file, label string, keys map[string]*metadata
 			v.add(role, file, RuleParse, fmt.Sprintf("%s: key id %s has no key", label, short(id)), "")
 			continue
 		}
-		if _, err := CryptoPublicKey(k); err != nil {
-			v.add(role, file, RuleKeyType, fmt.Sprintf("%s: key %s: %v", label, short(id), err),
-				"replace the key entry with one rootkeeper writes from the device (keytype, scheme and key must agree)")
+		// Keys of schemes rootkeeper does not know are reported only where
+		// a role relies on them (checkRoleKeyIDs).
+		if _, known := schemeByName(k.Scheme); known {
+			if _, err := CryptoPublicKey(k); err != nil {
+				v.add(role, file, RuleKeyType, fmt.Sprintf("%s: key %s: %v", label, short(id), err),
+					"replace the key entry with one rootkeeper writes from the device (keytype, scheme and key must agree)")
+			}
 		}
 		got, err := KeyID(k)
 		if err != nil {
@@ -408,6 +413,10 @@ func (v *verifier) checkRoleKeyIDs(role, file, label string, keys map[string]*me
 		}
 		pub, err := CryptoPublicKey(k)
 		if err != nil {
+			if _, known := schemeByName(k.Scheme); !known {
+				v.add(role, file, RuleKeyType, fmt.Sprintf("%s: key %s: %v", label, short(id), err),
+					"clients that do not support this scheme cannot count its signatures")
+			}
 			continue
 		}
 		fp, err := fingerprint(pub)

@@ -354,3 +354,49 @@ func TestGoTUFRepository(t *testing.T) {
 	must(t, err)
 	wantProblem(t, rep, RuleThreshold, "bin-1: signed by 0 of 1 required keys of team-a")
 }
+
+// TestVerifyMislabelledP384 lists a P-384 timestamp key the way go-tuf's
+// KeyFromPublicKey writes it (scheme nistp256) and signs with go-tuf:
+// go-tuf accepts the result, Verify does not.
+func TestVerifyMislabelledP384(t *testing.T) {
+	tr := newTestRepo(t, true)
+	priv := newKey(t, "p384").(*ecdsa.PrivateKey)
+	k, err := metadata.KeyFromPublicKey(priv.Public())
+	must(t, err)
+	mustErr(t, tr.SetRoleKeys("timestamp", RoleKeys{Keys: []*metadata.Key{k}, Threshold: 1}), "curve P-384")
+
+	must(t, tr.BumpRole("root", time.Now().Add(365*day)))
+	id, err := KeyID(k)
+	must(t, err)
+	tr.Root().Signed.Keys[id] = k
+	tr.Root().Signed.Roles["timestamp"].KeyIDs = []string{id}
+	for _, s := range tr.root {
+		must(t, Sign(tr.Root(), s))
+	}
+	must(t, tr.UpdateTimestamp(time.Now().Add(day)))
+	gs, err := signature.LoadECDSASigner(priv, crypto.SHA256)
+	must(t, err)
+	_, err = tr.Timestamp.Sign(gs)
+	must(t, err)
+
+	rep, err := Verify(fsOf(t, tr.Repo, nil), VerifyOptions{})
+	must(t, err)
+	wantProblem(t, rep, RuleKeyType, `scheme "ecdsa-sha2-nistp256" but the key is on curve P-384`)
+	for _, p := range rep.Problems {
+		if p.Rule == RuleClient {
+			t.Fatalf("go-tuf was expected to accept this: %s", p)
+		}
+	}
+}
+
+func TestLoadErrorsNameTheFile(t *testing.T) {
+	tr := newTestRepo(t, false)
+	fsys := fsOf(t, tr.Repo, nil)
+	fsys["metadata/targets.json"].Data = fsys["metadata/targets.json"].Data[:50]
+	_, err := Load(fsys)
+	mustErr(t, err, "metadata/targets.json: not valid targets metadata")
+	fsys = fsOf(t, tr.Repo, nil)
+	delete(fsys, "metadata/releases.json")
+	_, err = Load(fsys)
+	mustErr(t, err, "metadata/releases.json is missing (snapshot v1 lists releases v1)")
+}
