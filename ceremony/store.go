@@ -128,9 +128,15 @@ func WriteFiles(dir string, files []File) error {
 	return nil
 }
 
+// rank orders writes so that a client reading during a write never follows
+// a pointer to a file that is not there yet: immutable files, then other
+// files, then mutable metadata, then snapshot.json (it points at targets
+// and delegated roles), then timestamp.json (it points at the snapshot).
 func rank(f File) int {
 	switch {
 	case f.Path == "metadata/timestamp.json":
+		return 4
+	case f.Path == "metadata/snapshot.json":
 		return 3
 	case f.Immutable:
 		return 0

@@ -54,8 +54,9 @@ func TestWriteFilesOrderAndImmutability(t *testing.T) {
 
 func TestRankPutsTimestampLast(t *testing.T) {
 	if !(rank(File{Path: "metadata/3.root.json", Immutable: true}) < rank(File{Path: "metadata/targets.json"}) &&
-		rank(File{Path: "metadata/targets.json"}) < rank(File{Path: "metadata/timestamp.json"})) {
-		t.Fatal("write order: immutable files, then mutable metadata, then timestamp.json")
+		rank(File{Path: "metadata/zeta.json"}) < rank(File{Path: "metadata/snapshot.json"}) &&
+		rank(File{Path: "metadata/snapshot.json"}) < rank(File{Path: "metadata/timestamp.json"})) {
+		t.Fatal("write order: immutable files, then mutable metadata, then snapshot.json, then timestamp.json")
 	}
 }
 
