@@ -61,31 +61,31 @@ type VerifyOptions struct {
 
 // Report is the outcome of Verify.
 type Report struct {
-	OK       bool         // no problems
-	Roles    []RoleReport // root versions in chain order, timestamp, snapshot, targets, delegated roles
-	Problems []Problem
+	OK       bool         `json:"ok"`       // no problems
+	Roles    []RoleReport `json:"roles"`    // root versions in chain order, timestamp, snapshot, targets, delegated roles
+	Problems []Problem    `json:"problems"` // empty when OK
 }
 
 // RoleReport is the status of one role's metadata file.
 type RoleReport struct {
-	Role            string
-	File            string
-	Version         int64
-	Expires         time.Time
-	Threshold       int
-	KeyIDs          []string
-	ValidSignatures int    // distinct keys of the role with a valid signature
-	Delegator       string // "root v3", "targets", …
-	Err             string // the first problem of this role, if any
+	Role            string    `json:"role"`
+	File            string    `json:"file"`
+	Version         int64     `json:"version"`
+	Expires         time.Time `json:"expires"`
+	Threshold       int       `json:"threshold"`
+	KeyIDs          []string  `json:"keyids"`
+	ValidSignatures int       `json:"valid_signatures"`    // distinct keys of the role with a valid signature
+	Delegator       string    `json:"delegator,omitempty"` // "root v3", "targets", …
+	Err             string    `json:"error,omitempty"`     // the first problem of this role, if any
 }
 
 // Problem is one thing wrong with the repository.
 type Problem struct {
-	Role   string
-	File   string
-	Rule   string // one of the Rule constants
-	Detail string // what is wrong
-	Hint   string // what to do
+	Role   string `json:"role"`
+	File   string `json:"file,omitempty"`
+	Rule   string `json:"rule"`           // one of the Rule constants
+	Detail string `json:"detail"`         // what is wrong
+	Hint   string `json:"hint,omitempty"` // what to do
 }
 
 // String gives the detail and, if any, the hint.
