@@ -3,6 +3,7 @@ package hsm
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"strings"
@@ -37,6 +38,18 @@ type Options struct {
 	Notify func(msg string)
 	// Getenv reads the environment; nil means os.Getenv.
 	Getenv func(string) string
+	// AttestationRoots, when set, replaces Yubico's PIV attestation roots:
+	// an attestation chain must then lead to one of these. It is set only
+	// when the officer passes a root explicitly (--attestation-roots), never
+	// from a default location.
+	AttestationRoots *x509.CertPool
+	// AttestationRootsName names AttestationRoots for people and records,
+	// e.g. "sha256:<fingerprint of the root certificate>".
+	AttestationRootsName string
+	// Confirm asks the officer a yes/no question before a destructive step,
+	// such as replacing the key in an occupied YubiKey slot. When nil, such
+	// steps are refused.
+	Confirm func(question string) (bool, error)
 }
 
 // Tell passes msg to Notify, if there is one.
