@@ -284,6 +284,7 @@ type change struct {
 	extra    []File   // target files, key records
 	details  map[string]any
 	noPolicy bool // do not rewrite the policy
+	journal  bool // write through a redo journal, all or nothing (resign.go)
 }
 
 // PreflightError reports a change that a TUF client would not accept; it
@@ -379,7 +380,11 @@ func (s *Session) commit(c *change) (*Result, error) {
 		return nil, err
 	}
 	write = append(write, entry)
-	if err := WriteFiles(c.dir, write); err != nil {
+	writeFn := WriteFiles
+	if c.journal {
+		writeFn = writeJournaled
+	}
+	if err := writeFn(c.dir, write); err != nil {
 		return nil, err
 	}
 	res := &Result{Dir: c.dir, Operation: c.op, Changed: c.changed, Versions: map[string]int64{}, Expires: map[string]string{}, Details: c.details}
@@ -449,6 +454,9 @@ func (s *Session) withLock(dir string, fn func(repo *roles.Repo, pol *Policy) er
 		return err
 	}
 	defer lock.Unlock(false)
+	if err := RecoverJournal(dir); err != nil { // finish a change a crash interrupted
+		return err
+	}
 	pol, err := LoadPolicy(dir)
 	if err != nil {
 		return err

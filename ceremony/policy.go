@@ -96,7 +96,27 @@ func LoadPolicy(dir string) (*Policy, error) {
 	if p.Version != 1 || p.Roles == nil {
 		return nil, &RepoError{Dir: dir, Detail: PolicyFile + ": version must be 1 and roles must be listed"}
 	}
+	if err := p.checkLifetimes(dir); err != nil {
+		return nil, err
+	}
 	return &p, nil
+}
+
+// checkLifetimes refuses a role whose re-signing window is not shorter
+// than its lifetime: it would be due again the moment it is re-signed.
+func (p *Policy) checkLifetimes(dir string) error {
+	for _, name := range p.RoleNames() {
+		rp := p.Roles[name]
+		switch {
+		case rp.Expires <= 0:
+			return &RepoError{Dir: dir, Detail: fmt.Sprintf("%s: roles.%s.expires is missing", PolicyFile, name),
+				HintText: "give every role a lifetime such as expires: 365d (docs/expiry.md lists the defaults and why)"}
+		case rp.Window >= rp.Expires:
+			return &RepoError{Dir: dir, Detail: fmt.Sprintf("%s: roles.%s: the re-signing window (%s) is not shorter than the lifetime (%s), so the role would be due again right after every re-signing", PolicyFile, name, rp.Window, rp.Expires),
+				HintText: "make window shorter than expires in " + PolicyFile + " (docs/expiry.md lists the defaults and why)"}
+		}
+	}
+	return nil
 }
 
 // Marshal returns the policy file's bytes.

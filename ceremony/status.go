@@ -80,7 +80,16 @@ func Status(dir string, at time.Time) (*StatusReport, error) {
 	}
 	evidence := loadEvidence(dir)
 	st := &StatusReport{Repository: dir, At: at.UTC(), Problems: report.Problems}
+	var newestRoot int64 // superseded root versions neither expire nor fall due
 	for _, rr := range report.Roles {
+		if rr.Role == RoleRoot && rr.Version > newestRoot {
+			newestRoot = rr.Version
+		}
+	}
+	for _, rr := range report.Roles {
+		if rr.Role == RoleRoot && rr.Version < newestRoot && rr.Err == "" {
+			continue
+		}
 		rs := RoleStatus{Role: rr.Role, Delegator: rr.Delegator, Version: rr.Version, Expires: rr.Expires.UTC(),
 			Threshold: rr.Threshold, ValidSignatures: rr.ValidSignatures, KeyIDs: rr.KeyIDs, Problem: rr.Err}
 		left := rr.Expires.Sub(at)
