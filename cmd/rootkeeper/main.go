@@ -105,7 +105,8 @@ variable, or a prompt on the terminal — never from the command line.`,
 	root.PersistentFlags().BoolVarP(&a.quiet, "quiet", "q", false, "print no progress messages")
 	root.PersistentPreRun = func(*cobra.Command, []string) { a.ui.quiet = a.quiet }
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(a.keyCommand(), a.initCommand(), a.targetsCommand(), a.publishCommand(), a.statusCommand(), a.verifyCommand())
+	root.AddCommand(a.keyCommand(), a.initCommand(), a.targetsCommand(), a.publishCommand(), a.statusCommand(), a.verifyCommand(),
+		a.resignCommand(), a.calendarCommand())
 	return root
 }
 

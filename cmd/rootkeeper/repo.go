@@ -155,16 +155,28 @@ func (a *app) printResult(res *ceremony.Result, asJSON bool) error {
 func (a *app) statusCommand() *cobra.Command {
 	var dir, at string
 	var asJSON bool
+	var reposGlob, reposFrom, prom string // many repositories: resign.go
 	cmd := &cobra.Command{
-		Use:   "status --repo DIR [--at TIME]",
+		Use:   "status (--repo DIR | --repos GLOB | --repos-from FILE) [--at TIME] [--prometheus FILE]",
 		Short: "Show each role's version, expiry, signatures and health",
 		Long: `Show each role's version, expiry, time left, threshold, keys and valid
 signatures, and whether it is healthy, due for re-signing or invalid.
 
+With --repos or --repos-from, one line per repository that needs attention;
+--prometheus FILE writes node_exporter textfile metrics (docs/expiry.md).
+
 Exit status: 0 healthy, 3 a role is inside its re-signing window,
-4 expired or invalid (a client would refuse it), 1 the status could not be read.`,
+4 expired or invalid (a client would refuse it), 1 the status could not be read
+(with many repositories: 4, else 1, else 3, else 0).`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if reposGlob != "" || reposFrom != "" || prom != "" {
+				t, err := parseAt(at)
+				if err != nil {
+					return err
+				}
+				return a.statusMany(cmd.Context(), &repoFlags{dir: dir, glob: reposGlob, from: reposFrom}, t, prom, asJSON)
+			}
 			if err := requireFlag("repo", dir); err != nil {
 				return err
 			}
@@ -195,6 +207,9 @@ Exit status: 0 healthy, 3 a role is inside its re-signing window,
 	cmd.Flags().StringVar(&dir, "repo", "", "the repository's directory")
 	cmd.Flags().StringVar(&at, "at", "", "report as of this time (2027-01-31, RFC 3339, or +30d)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringVar(&reposGlob, "repos", "", "many repositories: a glob of their directories, quoted ('/srv/tuf/*')")
+	cmd.Flags().StringVar(&reposFrom, "repos-from", "", "many repositories: a file listing their directories, one a line (- for stdin)")
+	cmd.Flags().StringVar(&prom, "prometheus", "", "also write node_exporter textfile metrics to FILE, atomically")
 	return cmd
 }
 
