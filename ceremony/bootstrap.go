@@ -106,6 +106,16 @@ func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result
 			return nil, err
 		}
 		rk.Threshold = rp.Threshold
+		if name == RoleRoot {
+			var rootKeys []*Key
+			for _, tk := range rk.Keys {
+				id, _ := roles.KeyID(tk)
+				rootKeys = append(rootKeys, opened[id])
+			}
+			if err := distinctDevices(rootKeys); err != nil {
+				return nil, err
+			}
+		}
 		switch name {
 		case RoleRoot:
 			b.Root = rk
@@ -219,7 +229,11 @@ func (s *Session) confirm(summary string) error {
 		return errCancelled
 	}
 	if s.Yes {
-		s.UI.Progress(summary)
+		if sh, ok := s.UI.(interface{ Show(string) }); ok {
+			sh.Show(summary) // even when quiet: the record of what was signed
+		} else {
+			s.UI.Progress(summary)
+		}
 		return nil
 	}
 	ok, err := s.UI.Confirm(summary)

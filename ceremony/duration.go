@@ -34,7 +34,7 @@ func ParseDuration(s string) (Duration, error) {
 			j++
 		}
 		n, err := strconv.ParseInt(rest[:i], 10, 64)
-		if err != nil || n > 100*365 {
+		if err != nil || n > int64(maxDuration/time.Second) {
 			return 0, fmt.Errorf("invalid duration %q: number out of range", s)
 		}
 		var unit time.Duration
@@ -53,9 +53,35 @@ func ParseDuration(s string) (Duration, error) {
 			return 0, fmt.Errorf("invalid duration %q: unknown unit %q (use w, d, h, m or s)", s, rest[i:j])
 		}
 		total += time.Duration(n) * unit
+		if total > maxDuration {
+			return 0, fmt.Errorf("invalid duration %q: more than 100 years", s)
+		}
 		rest = rest[j:]
 	}
 	return Duration(total), nil
+}
+
+const maxDuration = 100 * 365 * 24 * time.Hour
+
+// Human formats a span of time for people: "4d23h", "5h12m", "40m".
+func Human(d time.Duration) string {
+	if d < 0 {
+		d = -d
+	}
+	days := d / (24 * time.Hour)
+	hours := (d % (24 * time.Hour)) / time.Hour
+	mins := (d % time.Hour) / time.Minute
+	switch {
+	case days > 0 && hours > 0:
+		return fmt.Sprintf("%dd%dh", days, hours)
+	case days > 0:
+		return fmt.Sprintf("%dd", days)
+	case hours > 0 && mins > 0:
+		return fmt.Sprintf("%dh%dm", hours, mins)
+	case hours > 0:
+		return fmt.Sprintf("%dh", hours)
+	}
+	return fmt.Sprintf("%dm", mins)
 }
 
 // String formats d in the largest whole units ("365d", "36h", "90m").

@@ -204,8 +204,15 @@ func shortList(ids []string) string {
 // have signed. It fails unless at least threshold signatures were made.
 func signWith[T metadata.Roles](ctx context.Context, s *Session, md *metadata.Metadata[T], role string, uris []string, trusted []string, threshold int) error {
 	have := 0
+	var absent error
 	for i, uri := range uris {
 		k, err := s.Open(ctx, uri)
+		if errors.Is(err, hsm.ErrTokenNotPresent) && len(uris)-1 >= threshold {
+			// Another key may still make the threshold; say so and go on.
+			s.progress("%s: not present, signing %s with the other keys (%v)", objectOf(uri), role, err)
+			absent = err
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -217,6 +224,9 @@ func signWith[T metadata.Roles](ctx context.Context, s *Session, md *metadata.Me
 			return fmt.Errorf("%s: %w", role, err)
 		}
 		have++
+	}
+	if have < threshold && absent != nil {
+		return absent
 	}
 	if have < threshold {
 		var missing []string

@@ -129,7 +129,10 @@ func LoadPlan(path string) (*Plan, error) {
 	return ParsePlan(path, data)
 }
 
-var yamlLine = regexp.MustCompile(`^\s*line (\d+): `)
+var (
+	yamlLine     = regexp.MustCompile(`^\s*line (\d+): `)
+	unknownField = regexp.MustCompile(`field (\S+) not found in type .*$`)
+)
 
 // ParsePlan parses and validates plan text; name is used in errors.
 func ParsePlan(name string, data []byte) (*Plan, error) {
@@ -167,7 +170,9 @@ func yamlProblems(name string, err error) []string {
 		if loc := yamlLine.FindStringSubmatch(m); loc != nil {
 			m = fmt.Sprintf("line %s: %s", loc[1], m[len(loc[0]):])
 		}
-		m = strings.Replace(m, " not found in type ceremony.", " is not a known field of ", 1)
+		if f := unknownField.FindStringSubmatch(m); f != nil {
+			m = m[:len(m)-len(f[0])] + fmt.Sprintf("unknown field %q", f[1])
+		}
 		out = append(out, m)
 	}
 	return out
@@ -246,7 +251,7 @@ var keyIDPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 func validateRole(path string, threshold int, keys, keyids []string, expires, window, minExpiry Duration, add func(string, string, ...any)) {
 	if len(keyids) > 0 && len(keyids) != len(keys) {
-		add(path+".keyids", "%d key ids for %d keys: give one per key, in the same order", len(keyids), len(keys))
+		add(path+".keyids", "lists %d key ids but keys lists %d keys: give one key id per key, in the same order", len(keyids), len(keys))
 	}
 	for i, id := range keyids {
 		if !keyIDPattern.MatchString(id) {

@@ -44,7 +44,7 @@ func TestParsePlanErrors(t *testing.T) {
 		name, old, new string
 		want           []string
 	}{
-		{"unknown field", "consistent_snapshot: true", "consistent_snapshot: true\nconsistnt: false", []string{"line 6", "consistnt", "not a known field"}},
+		{"unknown field", "consistent_snapshot: true", "consistent_snapshot: true\nconsistnt: false", []string{"line 6: unknown field \"consistnt\""}},
 		{"threshold zero", "threshold: 2", "threshold: 0", []string{"roles.root.threshold: must be at least 1 (got 0)"}},
 		{"threshold above keys", "threshold: 2", "threshold: 4", []string{"roles.root.threshold: 4 is more than the 3 keys listed"}},
 		{"same key twice", "object=root?pin-source=/run/pins/b", "object=root?pin-source=/run/pins/a\n      - pkcs11:token=root-a;object=root", []string{"roles.root.keys[2]: the same key as roles.root.keys[0]"}},

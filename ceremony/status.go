@@ -93,9 +93,9 @@ func Status(dir string, at time.Time) (*StatusReport, error) {
 		rs := RoleStatus{Role: rr.Role, Delegator: rr.Delegator, Version: rr.Version, Expires: rr.Expires.UTC(),
 			Threshold: rr.Threshold, ValidSignatures: rr.ValidSignatures, KeyIDs: rr.KeyIDs, Problem: rr.Err}
 		left := rr.Expires.Sub(at)
-		rs.Left = Duration(left.Round(time.Minute)).String()
+		rs.Left = Human(left)
 		if left < 0 {
-			rs.Left = "expired " + Duration((-left).Round(time.Minute)).String() + " ago"
+			rs.Left = "expired " + Human(-left) + " ago"
 		}
 		window := pol.Role(policyRole(pol, rr.Role)).Window.D()
 		if window == 0 {

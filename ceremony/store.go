@@ -131,9 +131,12 @@ func WriteFiles(dir string, files []File) error {
 // rank orders writes so that a client reading during a write never follows
 // a pointer to a file that is not there yet: immutable files, then other
 // files, then mutable metadata, then snapshot.json (it points at targets
-// and delegated roles), then timestamp.json (it points at the snapshot).
+// and delegated roles), then timestamp.json (it points at the snapshot),
+// and the transcript entry last, so that it records only published changes.
 func rank(f File) int {
 	switch {
+	case f.Path == TranscriptFile: // recorded once the change is published
+		return 5
 	case f.Path == "metadata/timestamp.json":
 		return 4
 	case f.Path == "metadata/snapshot.json":

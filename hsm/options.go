@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 )
 
 // PINEnv is the environment variable a PIN may come from, for scheduled
@@ -114,9 +115,13 @@ func ReadSecretFile(src, what string) ([]byte, error) {
 		return nil, &Error{Kind: ErrNoPIN, Detail: fmt.Sprintf("cannot read %s file %s", what, path), Err: err,
 			HintText: "check the path in " + what + "="}
 	}
-	if fi.Mode().Perm()&0o007 != 0 {
+	if fi.Mode().Perm()&0o077 != 0 {
 		return nil, &Error{Kind: ErrNoPIN, Detail: fmt.Sprintf("%s file %s is readable by other users (mode %v)", what, path, fi.Mode().Perm()),
 			HintText: "chmod 600 " + path}
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+		return nil, &Error{Kind: ErrNoPIN, Detail: fmt.Sprintf("%s file %s belongs to another user (uid %d)", what, path, st.Uid),
+			HintText: "a PIN file must belong to the user who runs rootkeeper: chown it, or make your own copy with mode 600"}
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -11,10 +11,10 @@ import (
 )
 
 func (a *app) keyCommand() *cobra.Command {
-	cmd := &cobra.Command{
+	cmd := groupCommand(&cobra.Command{
 		Use:   "key",
 		Short: "Generate, show and list keys inside hardware",
-	}
+	})
 	cmd.AddCommand(a.keyGenerateCommand(), a.keyShowCommand(), a.keyListCommand())
 	return cmd
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -77,12 +78,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if errors.As(err, &st) {
 		return st.code
 	}
+	if strings.HasPrefix(err.Error(), "unknown command ") {
+		err = usageError{err} // from cobra, for the top level
+	}
 	a.ui.errorf(err)
 	var ue usageError
 	if errors.As(err, &ue) {
 		return exitUsage
 	}
 	return exitError
+}
+
+// groupCommand is a command that only holds subcommands: without one, or
+// with an unknown one, it is a usage error (exit 2), not help and exit 0.
+func groupCommand(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usageError{fmt.Errorf("unknown command %q for %q", args[0], c.CommandPath())}
+		}
+		return usageError{fmt.Errorf("%s needs a subcommand", c.CommandPath())}
+	}
+	return cmd
 }
 
 func (a *app) rootCommand() *cobra.Command {
@@ -149,10 +166,17 @@ func parseAt(s string) (time.Time, error) {
 func exactArgs(n int, what string) cobra.PositionalArgs {
 	return func(_ *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usageError{fmt.Errorf("expected %s, got %d arguments", what, len(args))}
+			return usageError{fmt.Errorf("expected %s, got %d %s", what, len(args), plural(len(args), "argument", "arguments"))}
 		}
 		return nil
 	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func requireFlag(name, value string) error {

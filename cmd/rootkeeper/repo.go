@@ -54,10 +54,10 @@ anything is written. DIR must be new or empty.`,
 }
 
 func (a *app) targetsCommand() *cobra.Command {
-	cmd := &cobra.Command{
+	cmd := groupCommand(&cobra.Command{
 		Use:   "targets",
 		Short: "Add or remove target files, signed by a tagging key",
-	}
+	})
 	var dir, role, prefix string
 	var asJSON bool
 	add := &cobra.Command{

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
 
 	"golang.org/x/term"
@@ -49,6 +50,14 @@ func (t *tui) Progress(msg string) {
 	}
 }
 
+// Show prints a ceremony summary, even with --quiet: it is the record of
+// what was signed.
+func (t *tui) Show(summary string) {
+	for _, l := range strings.Split(summary, "\n") {
+		fmt.Fprintf(t.stderr, "rootkeeper: %s\n", l)
+	}
+}
+
 // Notify shows what a device waits for (a touch, a card).
 func (t *tui) Notify(msg string) { fmt.Fprintf(t.stderr, "rootkeeper: %s\n", msg) }
 
@@ -62,17 +71,31 @@ func (t *tui) Confirm(summary string) (bool, error) {
 	}
 	defer tty.Close()
 	fmt.Fprint(tty, "Sign and write? [y/N] ")
-	line, err := bufio.NewReader(tty).ReadString('\n')
-	if err != nil && line == "" {
-		return false, err
+	// Ctrl-C must stop here, not be taken for an answer typed later.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt)
+	defer signal.Stop(sig)
+	lines := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(tty).ReadString('\n')
+		lines <- line
+	}()
+	select {
+	case <-sig:
+		fmt.Fprintln(tty)
+		return false, errInterrupted
+	case line := <-lines:
+		ans := strings.ToLower(strings.TrimSpace(line))
+		return ans == "y" || ans == "yes", nil
 	}
-	ans := strings.ToLower(strings.TrimSpace(line))
-	return ans == "y" || ans == "yes", nil
 }
+
+// errInterrupted is returned when the officer presses Ctrl-C at a prompt.
+var errInterrupted = &hsm.Error{Detail: "interrupted at the prompt: nothing was signed or written", HintText: "run the command again when ready"}
 
 // readPIN asks for a PIN on the terminal with echo off. It is the last of
 // the PIN sources (after pin-source and ROOTKEEPER_PIN).
-func readPIN(_ context.Context, req hsm.PINRequest) ([]byte, error) {
+func readPIN(ctx context.Context, req hsm.PINRequest) ([]byte, error) {
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil {
 		return nil, &hsm.Error{Kind: hsm.ErrNoPIN, URI: req.Device, Detail: "a PIN is needed but there is no terminal to ask on",
@@ -93,7 +116,31 @@ func readPIN(_ context.Context, req hsm.PINRequest) ([]byte, error) {
 		prompt += " (few tries left)"
 	}
 	fmt.Fprint(tty, prompt+": ")
-	pin, err := term.ReadPassword(int(tty.Fd()))
+	// Ctrl-C (which cancels ctx) stops the prompt at once: a line typed
+	// afterwards must never be sent as a PIN and cost a try.
+	fd := int(tty.Fd())
+	state, err := term.GetState(fd)
+	if err != nil {
+		return nil, fmt.Errorf("reading the PIN from the terminal: %w", err)
+	}
+	type result struct {
+		pin []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		pin, err := term.ReadPassword(fd)
+		done <- result{pin, err}
+	}()
+	var pin []byte
+	select {
+	case <-ctx.Done():
+		term.Restore(fd, state)
+		fmt.Fprintln(tty)
+		return nil, errInterrupted
+	case r := <-done:
+		pin, err = r.pin, r.err
+	}
 	fmt.Fprintln(tty)
 	if err != nil {
 		return nil, fmt.Errorf("reading the PIN from the terminal: %w", err)
