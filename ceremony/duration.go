@@ -68,6 +68,12 @@ func Human(d time.Duration) string {
 	if d < 0 {
 		d = -d
 	}
+	switch {
+	case d >= 24*time.Hour:
+		d = d.Round(time.Hour)
+	default:
+		d = d.Round(time.Minute)
+	}
 	days := d / (24 * time.Hour)
 	hours := (d % (24 * time.Hour)) / time.Hour
 	mins := (d % time.Hour) / time.Minute

@@ -137,3 +137,17 @@ func FuzzParsePlan(f *testing.F) {
 		}
 	})
 }
+
+func TestHuman(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		5*24*time.Hour - 30*time.Second: "5d",
+		36 * time.Hour:                  "1d12h",
+		-(90 * time.Minute):             "1h30m",
+		40*time.Minute + 20*time.Second: "40m",
+		7196 * time.Minute:              "5d",
+	} {
+		if got := Human(d); got != want {
+			t.Errorf("Human(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,5 +180,37 @@ func TestEveryAlgorithmAcceptedByClients(t *testing.T) {
 			}
 			clients.CheckRepository(t, dir, root, map[string][]byte{"file.txt": data})
 		})
+	}
+}
+
+// TestRootKeysOnOneDeviceRefused: naming one token by label and again by
+// its serial does not get two root keys of one device past the ceremony.
+func TestRootKeysOnOneDeviceRefused(t *testing.T) {
+	env := softhsm.NewTokens(t, "root-a", "online")
+	s, _ := newSession(t)
+	ctx := context.Background()
+	info := generate(t, s, env.URI("root-a", "root"), hsm.ECDSAP256)
+	byLabel := env.URI("root-a", "root2")
+	generate(t, s, byLabel, hsm.ECDSAP256)
+	for _, k := range []string{env.URI("online", "targets"), env.URI("online", "snapshot"), env.URI("online", "timestamp")} {
+		generate(t, s, k, hsm.ECDSAP256)
+	}
+	bySerial := strings.Replace(byLabel, "token=root-a", "serial="+strings.TrimSpace(info.Evidence.TokenSerial), 1)
+	plan := &ceremony.Plan{Version: 1, Ceremony: "bootstrap"}
+	plan.Roles.Root = role(2, "365d", env.URI("root-a", "root"), bySerial)
+	plan.Roles.Targets = role(1, "90d", env.URI("online", "targets"))
+	plan.Roles.Snapshot = role(1, "21d", env.URI("online", "snapshot"))
+	plan.Roles.Timestamp = role(1, "7d", env.URI("online", "timestamp"))
+	if probs := plan.Validate(); len(probs) > 0 {
+		t.Fatalf("the plan itself cannot tell (the URIs differ), so Validate must pass: %v", probs)
+	}
+	dir := filepath.Join(t.TempDir(), "repo")
+	_, err := s.Init(ctx, plan, dir)
+	var sd *ceremony.SameDeviceError
+	if !errors.As(err, &sd) || !strings.Contains(err.Error(), "same device") {
+		t.Fatalf("init with two root keys on one token: %v", err)
+	}
+	if _, statErr := os.Stat(dir); !os.IsNotExist(statErr) {
+		t.Errorf("init left %s behind", dir)
 	}
 }
