@@ -82,7 +82,7 @@ func (e *PINError) Error() string {
 func (e *PINError) Hint() string {
 	switch {
 	case e.Locked:
-		return "the user PIN can only be unblocked by the security officer (PKCS#11 SO PIN or YubiKey PUK); see docs/runbook-lost-device.md"
+		return "only the security officer can unblock it: the PKCS#11 SO PIN sets a new user PIN (docs/runbook-bootstrap.md, \"When something goes wrong\"), a YubiKey PIN is unblocked with the PUK (docs/runbook-yubikey.md)"
 	case e.FinalTry || e.Retries == 1:
 		return "one try is left: a wrong PIN now locks the device; check the PIN, then rerun with --force-last-pin-try"
 	}
