@@ -84,6 +84,11 @@ func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result
 			if err := checkEvidence(k, require); err != nil {
 				return rk, err
 			}
+			if rp := plan.Role(role); rp != nil {
+				if err := checkKeyPolicy(k, role, rp.KeyPolicy); err != nil {
+					return rk, err
+				}
+			}
 			if other, dup := seen[k.ID()]; dup {
 				return rk, &RepoError{Dir: dir, Detail: fmt.Sprintf("%s: %s and %s are the same key (%s)", role, objectOf(other), objectOf(uri), short(k.ID())),
 					HintText: "each key of a role must be a different key; fix the plan"}

@@ -44,6 +44,7 @@ func DescribeKey(info hsm.KeyInfo) (*KeyView, error) {
 	if info.Algorithm == hsm.ECDSAP384 {
 		v.Warnings = append(v.Warnings, "ecdsa-sha2-nistp384: clients on tuf-js 5.0.1 or older (@tufjs/models < 5.0.2) verify ECDSA with SHA-256 and reject these signatures")
 	}
+	v.Warnings = append(v.Warnings, evidenceWarnings(info.Evidence)...)
 	if info.Evidence != nil && !v.Hardware {
 		v.Warnings = append(v.Warnings, "the device does not show this key was generated inside it and can never leave it: "+info.Evidence.Summary())
 	}

@@ -70,6 +70,9 @@ type RolePlan struct {
 	Expires Duration `yaml:"expires"`
 	// Window is how long before expiry re-signing is due ("30d").
 	Window Duration `yaml:"window"`
+	// KeyPolicy is the minimum PIN and touch policy the role's YubiKey
+	// keys must be attested with (pin_policy, touch_policy; see attest.go).
+	KeyPolicy `yaml:",inline"`
 }
 
 // DelegationPlan is a delegation from targets to tagging keys.
@@ -202,6 +205,7 @@ func (p *Plan) Validate() []string {
 	for _, name := range TopLevelRoles {
 		r := p.Role(name)
 		validateRole("roles."+name, r.Threshold, r.Keys, r.KeyIDs, r.Expires, r.Window, minExpiry[name], add)
+		validateKeyPolicy("roles."+name, r.KeyPolicy, add)
 	}
 	// Root keys must sit on different devices, or the threshold means nothing.
 	devices := map[string]int{}
