@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/rootkeeper/rootkeeper/ceremony"
 	"github.com/rootkeeper/rootkeeper/hsm"
 	_ "github.com/rootkeeper/rootkeeper/hsm/pkcs11" // registers pkcs11: URIs
+	"github.com/rootkeeper/rootkeeper/hsm/yubikey"  // registers yubikey: URIs
 )
 
 // Exit codes. status and verify use the last three so that cron jobs and
@@ -59,6 +61,12 @@ type app struct {
 
 	forceLastTry bool
 	quiet        bool
+
+	// --attestation-roots: attestation roots other than Yubico's, chosen
+	// explicitly by the officer.
+	rootsFile string
+	roots     *x509.CertPool
+	rootsName string
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -112,6 +120,7 @@ and refuses to publish metadata that would strand clients.
 
 Keys are named by URI:
   pkcs11:token=LABEL;object=LABEL?module-path=PATH&pin-source=FILE
+  yubikey:serial=N;slot=9c?pin-source=FILE
 
 PINs come from the URI's pin-source file, the ROOTKEEPER_PIN environment
 variable, or a prompt on the terminal — never from the command line.`,
@@ -120,8 +129,19 @@ variable, or a prompt on the terminal — never from the command line.`,
 	}
 	root.PersistentFlags().BoolVar(&a.forceLastTry, "force-last-pin-try", false, "send a PIN even when the device is at its final try")
 	root.PersistentFlags().BoolVarP(&a.quiet, "quiet", "q", false, "print no progress messages")
-	root.PersistentPreRun = func(*cobra.Command, []string) { a.ui.quiet = a.quiet }
+	root.PersistentFlags().StringVar(&a.rootsFile, "attestation-roots", "", "trust these PEM root certificates for YubiKey attestations instead of Yubico's (test devices, an own CA); the choice is recorded")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		a.ui.quiet = a.quiet
+		if a.rootsFile != "" {
+			var err error
+			if a.roots, a.rootsName, err = yubikey.ReadAttestationRoots(a.rootsFile); err != nil {
+				return usageError{fmt.Errorf("--attestation-roots: %w", err)}
+			}
+		}
+		return nil
+	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(a.yubikeyCommand())
 	root.AddCommand(a.keyCommand(), a.initCommand(), a.targetsCommand(), a.publishCommand(), a.statusCommand(), a.verifyCommand(),
 		a.resignCommand(), a.calendarCommand())
 	return root
@@ -130,8 +150,15 @@ variable, or a prompt on the terminal — never from the command line.`,
 // session opens a ceremony session whose devices ask for PINs on the
 // terminal and tell the officer when they wait.
 func (a *app) session() *ceremony.Session {
-	kr := hsm.NewKeyring(hsm.Options{Prompt: readPIN, ForceLastPINTry: a.forceLastTry, Notify: a.ui.Notify})
+	kr := hsm.NewKeyring(a.hsmOptions())
 	return &ceremony.Session{Keys: kr, UI: a.ui}
+}
+
+// hsmOptions are the backends' options: PIN prompt, final-try choice,
+// device messages, confirmations and attestation roots.
+func (a *app) hsmOptions() hsm.Options {
+	return hsm.Options{Prompt: readPIN, ForceLastPINTry: a.forceLastTry, Notify: a.ui.Notify, Confirm: a.ui.ask,
+		AttestationRoots: a.roots, AttestationRootsName: a.rootsName}
 }
 
 func (a *app) printJSON(v any) error {

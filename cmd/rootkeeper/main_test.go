@@ -70,10 +70,13 @@ func TestScripts(t *testing.T) {
 			switch cond {
 			case "root":
 				return os.Geteuid() == 0, nil
+			case "pcscd": // virtual YubiKeys can run: yubikey_test.go
+				return pcscdRuns()
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"vcard": vcardCmd, // virtual YubiKeys: yubikey_test.go
 			// dropsigs FILE KEEP keeps only the first KEEP signatures of a
 			// metadata file, as a bad mirror or a broken tool would.
 			"dropsigs": func(ts *testscript.TestScript, neg bool, args []string) {

@@ -188,6 +188,11 @@ Exit status: 0 healthy, 3 a role is inside its re-signing window,
 			if err != nil {
 				return err
 			}
+			if probs, err := a.recheckEvidence(dir); err != nil {
+				return err
+			} else if len(probs) > 0 {
+				st.Problems, st.Health = append(st.Problems, probs...), ceremony.Invalid
+			}
 			if asJSON {
 				if err := a.printJSON(st); err != nil {
 					return err
@@ -283,6 +288,11 @@ Exit status: 0 a client would accept it, 4 a client would refuse it,
 			rep, err := ceremony.Verify(dir, root, t)
 			if err != nil {
 				return err
+			}
+			if probs, err := a.recheckEvidence(dir); err != nil {
+				return err
+			} else if len(probs) > 0 {
+				rep.Problems, rep.OK = append(rep.Problems, probs...), false
 			}
 			if asJSON {
 				if err := a.printJSON(rep); err != nil {

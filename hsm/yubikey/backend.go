@@ -150,6 +150,11 @@ func (b *Backend) Generate(ctx context.Context, uri *hsm.URI, opts hsm.GenerateO
 	}
 	ev, err := d.evidence(t, pub, piv.OriginGenerated)
 	if err != nil {
+		var he *hsm.Error
+		if errors.As(err, &he) && he.Kind == ErrAttestation {
+			he.HintText = fmt.Sprintf("the key was generated in slot %s and stays there; %s; check it with rootkeeper key show %s, or replace it with --overwrite",
+				slotName(t.slot), he.HintText, keyURI(t.serial, t.slot))
+		}
 		return nil, err
 	}
 	if ev.PINPolicy != pinPolicyName(pp) || ev.TouchPolicy != touchPolicyName(tp) {

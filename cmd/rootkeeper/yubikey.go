@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/rootkeeper/rootkeeper/ceremony"
+	"github.com/rootkeeper/rootkeeper/hsm"
+	"github.com/rootkeeper/rootkeeper/hsm/yubikey"
+	"github.com/rootkeeper/rootkeeper/roles"
+)
+
+func (a *app) yubikeyCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "yubikey",
+		Short: "List YubiKeys and set up new ones",
+		Long: `List the YubiKeys connected, and move a new YubiKey off its factory PIN, PUK and
+management key before it holds a root key. See docs/runbook-yubikey.md.`,
+	}
+	cmd.AddCommand(a.yubikeyListCommand(), a.yubikeySetupCommand())
+	return cmd
+}
+
+func (a *app) yubikeyListCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the connected YubiKeys: serial, firmware, form factor, PIN tries left",
+		Long: `List the connected YubiKeys without asking for a PIN: serial number, firmware,
+form factor, PIN and PUK tries left, and whether the factory PIN, PUK or
+management key is still in place (then run rootkeeper yubikey setup).`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			devs, busy, err := yubikey.Devices(cmd.Context(), a.hsmOptions())
+			if err != nil {
+				return err
+			}
+			for _, r := range busy {
+				a.ui.printf("warning: reader %q is in use by another program (gpg-agent's scdaemon, ykman, another rootkeeper?): its YubiKey is not listed", r)
+			}
+			if asJSON {
+				if devs == nil {
+					devs = []yubikey.DeviceInfo{}
+				}
+				return a.printJSON(devs)
+			}
+			if len(devs) == 0 {
+				fmt.Fprintln(a.stdout, "no YubiKey connected")
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SERIAL\tFIRMWARE\tFORM FACTOR\tPIN TRIES\tPUK TRIES\tFACTORY CREDENTIALS")
+			for _, d := range devs {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", d.Serial, d.Firmware, orDash(d.FormFactor),
+					tries(d.PINRetries, d.PINRetriesMax), tries(d.PUKRetries, d.PUKRetriesMax), factory(d))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			for _, d := range devs {
+				if d.DefaultPIN || d.DefaultPUK || d.DefaultManagementKey {
+					a.ui.printf("YubiKey serial %d still has factory credentials: run rootkeeper yubikey setup --serial %d", d.Serial, d.Serial)
+				}
+				if yubikey.VulnerableFirmware(d.Firmware) {
+					a.ui.printf("warning: YubiKey serial %d has firmware %s, affected by YSA-2024-03: use firmware 5.7 or later for root keys", d.Serial, d.Firmware)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func tries(left, max int) string {
+	switch {
+	case left < 0:
+		return "?"
+	case max > 0:
+		return fmt.Sprintf("%d of %d", left, max)
+	}
+	return fmt.Sprint(left)
+}
+
+func factory(d yubikey.DeviceInfo) string {
+	if !d.Metadata {
+		return "unknown (firmware before 5.3)"
+	}
+	var f []string
+	if d.DefaultPIN {
+		f = append(f, "PIN")
+	}
+	if d.DefaultPUK {
+		f = append(f, "PUK")
+	}
+	if d.DefaultManagementKey {
+		f = append(f, "management key")
+	}
+	if len(f) == 0 {
+		return "none"
+	}
+	return strings.Join(f, ", ")
+}
+
+func (a *app) yubikeySetupCommand() *cobra.Command {
+	var serial uint32
+	var pinSource string
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "setup [--serial N]",
+		Short: "Move a new YubiKey off its factory PIN, PUK and management key",
+		Long: `Prepare a new YubiKey for root keys. Using the factory credentials this once,
+and only those the device reports as still in place, rootkeeper:
+
+  - sets the PIN you type (twice, without echo; 6 to 8 characters),
+  - sets a random 8-digit PUK, printed once for you to write down,
+  - sets a random AES-192 management key, stored on the YubiKey and protected
+    by the PIN, where rootkeeper key generate finds it.
+
+It shows what it will do and asks before changing anything. With several
+YubiKeys connected, choose one with --serial.`,
+		Example: `  rootkeeper yubikey setup --serial 12345678`,
+		Args:    exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts := a.hsmOptions()
+			so := yubikey.SetupOptions{Serial: serial, NewPIN: readNewPIN}
+			if pinSource != "" {
+				so.NewPIN = func(context.Context, *yubikey.DeviceInfo) ([]byte, error) {
+					return hsm.ReadSecretFile(pinSource, "--new-pin-source")
+				}
+			}
+			so.Confirm = func(summary string) (bool, error) {
+				if yes {
+					a.ui.Progress(summary)
+					return true, nil
+				}
+				return a.ui.ask(summary + "\nChange these credentials now?")
+			}
+			res, err := yubikey.Setup(cmd.Context(), opts, so)
+			if err != nil {
+				return err
+			}
+			d := res.Device
+			if !res.ChangedPIN && !res.ChangedPUK && !res.ChangedManagementKey {
+				fmt.Fprintf(a.stdout, "YubiKey serial %d has no factory credentials left: nothing to do\n", d.Serial)
+				return nil
+			}
+			fmt.Fprintf(a.stdout, "YubiKey serial %d (firmware %s) is set up.\n", d.Serial, d.Firmware)
+			fmt.Fprintln(a.stdout, "Write down, and keep apart from the device (the ceremony's sealed envelope):")
+			fmt.Fprintf(a.stdout, "  serial: %d\n", d.Serial)
+			if res.ChangedPUK {
+				fmt.Fprintf(a.stdout, "  PUK:    %s   (unblocks the PIN after 3 wrong tries; 3 wrong PUKs leave only a reset, which destroys the keys)\n", res.PUK)
+			}
+			if res.ChangedPIN {
+				fmt.Fprintln(a.stdout, "  PIN:    the one you chose (never write it next to the PUK)")
+			}
+			if res.ChangedManagementKey {
+				fmt.Fprintln(a.stdout, "The management key is random and stored on the YubiKey, protected by the PIN: nothing to write down.")
+			}
+			fmt.Fprintf(a.stdout, "Next: rootkeeper key generate 'yubikey:serial=%d;slot=9c' --algorithm ecdsa-p256\n", d.Serial)
+			return nil
+		},
+	}
+	cmd.Flags().Uint32Var(&serial, "serial", 0, "the YubiKey to set up (default: the only one connected)")
+	cmd.Flags().StringVar(&pinSource, "new-pin-source", "", "read the new PIN from this file (mode 0600) instead of the terminal, for scripted provisioning")
+	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation (what will change is still printed)")
+	return cmd
+}
+
+// readNewPIN asks for the new PIN twice on the terminal, with echo off.
+func readNewPIN(_ context.Context, dev *yubikey.DeviceInfo) ([]byte, error) {
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return nil, &hsm.Error{Kind: hsm.ErrNoPIN, Detail: "the new PIN must be typed on a terminal, and there is none",
+			HintText: "run rootkeeper yubikey setup on a terminal, or pass --new-pin-source FILE"}
+	}
+	defer tty.Close()
+	read := func(prompt string) ([]byte, error) {
+		fmt.Fprint(tty, prompt)
+		pin, err := term.ReadPassword(int(tty.Fd()))
+		fmt.Fprintln(tty)
+		if err != nil {
+			return nil, fmt.Errorf("reading the new PIN from the terminal: %w", err)
+		}
+		return pin, nil
+	}
+	first, err := read(fmt.Sprintf("New PIN for %s (6 to 8 characters): ", dev.Name()))
+	if err != nil {
+		return nil, err
+	}
+	second, err := read("Repeat the new PIN: ")
+	if err != nil {
+		hsm.Wipe(first)
+		return nil, err
+	}
+	defer hsm.Wipe(second)
+	if !bytes.Equal(first, second) {
+		hsm.Wipe(first)
+		return nil, &hsm.Error{Kind: hsm.ErrNoPIN, Detail: "the two PINs differ; nothing was changed", HintText: "run rootkeeper yubikey setup again"}
+	}
+	return first, nil
+}
+
+// ask asks a yes/no question on the terminal. Without a terminal the
+// answer is no, with an error that says so.
+func (t *tui) ask(question string) (bool, error) {
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		fmt.Fprintln(t.stderr, question)
+		return false, &hsm.Error{Kind: hsm.ErrNoPIN, Detail: "confirmation needed but there is no terminal to ask on",
+			HintText: "run the command on a terminal"}
+	}
+	defer tty.Close()
+	fmt.Fprint(tty, question+" [y/N] ")
+	line, err := bufio.NewReader(tty).ReadString('\n')
+	if err != nil && line == "" {
+		return false, err
+	}
+	ans := strings.ToLower(strings.TrimSpace(line))
+	return ans == "y" || ans == "yes", nil
+}
+
+// recheckEvidence re-checks the hardware evidence of the repository's key
+// records (ceremony.CheckStoredEvidence), prints what could not be checked
+// as warnings, and returns the problems found.
+func (a *app) recheckEvidence(dir string) ([]roles.Problem, error) {
+	kr := hsm.NewKeyring(a.hsmOptions())
+	defer kr.Close()
+	rep, err := ceremony.CheckStoredEvidence(dir, kr)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range rep.Warnings {
+		a.ui.printf("warning: %s", w)
+	}
+	return rep.Problems, nil
+}
