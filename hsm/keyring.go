@@ -75,13 +75,22 @@ func (k *Keyring) Backend(uri *URI) (Backend, error) {
 	return b, nil
 }
 
-// Signer opens the key named by the URI text s.
-func (k *Keyring) Signer(ctx context.Context, s string) (Signer, error) {
+// resolve parses the URI text s and returns it with its backend.
+func (k *Keyring) resolve(s string) (Backend, *URI, error) {
 	uri, err := ParseURI(s)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	b, err := k.Backend(uri)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, uri, nil
+}
+
+// Signer opens the key named by the URI text s.
+func (k *Keyring) Signer(ctx context.Context, s string) (Signer, error) {
+	b, uri, err := k.resolve(s)
 	if err != nil {
 		return nil, err
 	}
@@ -90,11 +99,7 @@ func (k *Keyring) Signer(ctx context.Context, s string) (Signer, error) {
 
 // Generate generates a key at the URI text s.
 func (k *Keyring) Generate(ctx context.Context, s string, opts GenerateOptions) (*KeyInfo, error) {
-	uri, err := ParseURI(s)
-	if err != nil {
-		return nil, err
-	}
-	b, err := k.Backend(uri)
+	b, uri, err := k.resolve(s)
 	if err != nil {
 		return nil, err
 	}
@@ -103,11 +108,7 @@ func (k *Keyring) Generate(ctx context.Context, s string, opts GenerateOptions) 
 
 // List lists the keys of the token or device named by the URI text s.
 func (k *Keyring) List(ctx context.Context, s string) ([]KeyInfo, error) {
-	uri, err := ParseURI(s)
-	if err != nil {
-		return nil, err
-	}
-	b, err := k.Backend(uri)
+	b, uri, err := k.resolve(s)
 	if err != nil {
 		return nil, err
 	}
@@ -116,11 +117,7 @@ func (k *Keyring) List(ctx context.Context, s string) ([]KeyInfo, error) {
 
 // Attest returns the evidence for the key named by the URI text s.
 func (k *Keyring) Attest(ctx context.Context, s string) (*Evidence, error) {
-	uri, err := ParseURI(s)
-	if err != nil {
-		return nil, err
-	}
-	b, err := k.Backend(uri)
+	b, uri, err := k.resolve(s)
 	if err != nil {
 		return nil, err
 	}
