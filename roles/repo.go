@@ -490,6 +490,10 @@ func (r *Repo) AddTarget(role, targetPath string, data []byte) error {
 	}
 	if role != metadata.TARGETS {
 		if del := r.delegator(role); del != nil && !del.covers(role, targetPath) {
+			if del.role == nil {
+				bin := del.md.Signed.Delegations.SuccinctRoles.GetRolesForTarget(targetPath)[0].Name
+				return fmt.Errorf("target %q belongs in hashed bin %s, not %s: clients look for it only there", targetPath, bin, role)
+			}
 			return fmt.Errorf("target %q is outside the paths that %s delegates to %s: clients would never trust it there", targetPath, del.name, role)
 		}
 	}
