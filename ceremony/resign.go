@@ -526,15 +526,8 @@ func (s *Session) resignLocked(ctx context.Context, dir string, repo *roles.Repo
 		if err := signMD(RoleRoot, keys, func(k *Key) error { return roles.Sign(md, k.TUF) }); err != nil {
 			return err
 		}
-		reqs, err := repo.Needed(RoleRoot)
-		if err != nil {
-			return err
-		}
-		for _, q := range reqs {
-			if !q.Met() {
-				return &ThresholdError{Role: fmt.Sprintf("root v%d (rule of %s)", md.Signed.Version, q.From), Have: q.Have, Need: q.Threshold}
-			}
-		}
+		// Both thresholds (the new root's and the previous root's) are
+		// checked by the preflight in commit, as for any root change.
 		resigned = append(resigned, RoleRoot)
 	}
 	for _, r := range targetsRoles {

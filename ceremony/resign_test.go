@@ -72,6 +72,12 @@ func mustDur(s string) Duration {
 // (30d), snapshot 21d (14d), timestamp 7d (6d).
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
+	return newFixtureWith(t, map[string]string{RoleRoot: "365d", RoleTargets: "90d", RoleSnapshot: "21d", RoleTimestamp: "7d"})
+}
+
+// newFixtureWith is newFixture with other lifetimes.
+func newFixtureWith(t testing.TB, lifetimes map[string]string) *fixture {
+	t.Helper()
 	env := softhsm.NewTokens(t, "root", "online")
 	ui := &recUI{}
 	clock := t0
@@ -88,10 +94,9 @@ func newFixture(t testing.TB) *fixture {
 		}
 	}
 	p := &Plan{Version: 1, Ceremony: "bootstrap", Repository: "fixture"}
-	p.Roles.Root = RolePlan{Threshold: 1, Keys: []string{uris[RoleRoot]}, Expires: mustDur("365d")}
-	p.Roles.Targets = RolePlan{Threshold: 1, Keys: []string{uris[RoleTargets]}, Expires: mustDur("90d")}
-	p.Roles.Snapshot = RolePlan{Threshold: 1, Keys: []string{uris[RoleSnapshot]}, Expires: mustDur("21d")}
-	p.Roles.Timestamp = RolePlan{Threshold: 1, Keys: []string{uris[RoleTimestamp]}, Expires: mustDur("7d")}
+	for _, r := range TopLevelRoles {
+		*p.Role(r) = RolePlan{Threshold: 1, Keys: []string{uris[r]}, Expires: mustDur(lifetimes[r])}
+	}
 	if probs := p.Validate(); len(probs) > 0 {
 		t.Fatal(probs)
 	}

@@ -1,0 +1,220 @@
+package ceremony
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/pkcs11"
+
+	"github.com/rootkeeper/rootkeeper/softhsm-test/softhsm"
+)
+
+// Benchmarks of the scheduled job at scale (softhsm-test/bench-resign.sh
+// runs them and prints the ratios; figures in docs/performance.md). Run with
+// -benchtime=1x: one iteration is a whole batch.
+//
+//	ROOTKEEPER_BENCH_REPOS  number of repositories (default 10000)
+//	ROOTKEEPER_BENCH_DIR    where to make them (default a temporary directory;
+//	                        /dev/shm measures the CPU path without disk flushes)
+
+func benchRepos() int {
+	if n, err := strconv.Atoi(os.Getenv("ROOTKEEPER_BENCH_REPOS")); err == nil && n > 0 {
+		return n
+	}
+	return 10000
+}
+
+// benchFleet makes n repositories whose root (365d, window 90d) is the only
+// role due on day 300, all with the same keys.
+func benchFleet(b *testing.B, n int) (*fixture, []string) {
+	b.Helper()
+	f := newFixtureWith(b, map[string]string{RoleRoot: "365d", RoleTargets: "730d", RoleSnapshot: "730d", RoleTimestamp: "730d"})
+	base := os.Getenv("ROOTKEEPER_BENCH_DIR")
+	if base == "" {
+		base = b.TempDir()
+	} else {
+		var err error
+		if base, err = os.MkdirTemp(base, "rootkeeper-bench-"); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(base) })
+	}
+	dirs := make([]string, n)
+	for i := range dirs {
+		dirs[i] = filepath.Join(base, fmt.Sprintf("repo-%05d", i))
+		copyTree(b, f.dir, dirs[i])
+	}
+	return f, dirs
+}
+
+// rawSignFloor signs n SHA-256 digests with the P-256 key labelled object
+// on the token labelled token through bare miekg/pkcs11 calls
+// (C_SignInit + C_Sign on one session), and returns the time taken: the
+// fastest the token can sign. Call done once every session of the module
+// is closed: it finalizes the module if this call initialized it.
+func rawSignFloor(b *testing.B, module, token, object string, n int) (floor time.Duration, done func()) {
+	b.Helper()
+	p := pkcs11.New(module)
+	if p == nil {
+		b.Fatalf("cannot load %s", module)
+	}
+	done = func() {}
+	if err := p.Initialize(); err != nil {
+		if e, ok := err.(pkcs11.Error); !ok || e != pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED {
+			b.Fatal(err)
+		}
+	} else {
+		done = func() { p.Finalize() }
+	}
+	slots, err := p.GetSlotList(true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var slot uint
+	found := false
+	for _, s := range slots {
+		ti, err := p.GetTokenInfo(s)
+		if err == nil && trimPad(ti.Label) == token {
+			slot, found = s, true
+		}
+	}
+	if !found {
+		b.Fatalf("no token %q", token)
+	}
+	sh, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.CloseSession(sh)
+	if err := p.Login(sh, pkcs11.CKU_USER, softhsm.PIN); err != nil {
+		if e, ok := err.(pkcs11.Error); !ok || e != pkcs11.CKR_USER_ALREADY_LOGGED_IN {
+			b.Fatal(err)
+		}
+	}
+	if err := p.FindObjectsInit(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY), pkcs11.NewAttribute(pkcs11.CKA_LABEL, object)}); err != nil {
+		b.Fatal(err)
+	}
+	objs, _, err := p.FindObjects(sh, 2)
+	p.FindObjectsFinal(sh)
+	if err != nil || len(objs) != 1 {
+		b.Fatalf("private key %q: %v (%d found)", object, err, len(objs))
+	}
+	digest := sha256.Sum256([]byte("a root.json"))
+	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil)}
+	start := time.Now()
+	for range n {
+		if err := p.SignInit(sh, mech, objs[0]); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.Sign(sh, digest[:]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return time.Since(start), done
+}
+
+func trimPad(s string) string {
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == 0) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func heapMB() float64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return float64(m.HeapInuse) / (1 << 20)
+}
+
+// BenchmarkResignBatch re-signs the root of every repository of a fleet
+// (ROOTKEEPER_BENCH_REPOS, default 10,000) with one SoftHSM P-256 root key
+// in one session, and measures the raw C_Sign floor for as many signatures
+// in the same run. Metrics: x-floor (batch time / floor time), µs per
+// repository and per raw signature, CPU µs per repository, live heap at
+// 10% and at 100% of the batch (it must not grow with the number of
+// repositories).
+func BenchmarkResignBatch(b *testing.B) {
+	n := benchRepos()
+	f, dirs := benchFleet(b, n)
+	f.reopen(b)
+	ctx := context.Background()
+	floor, finalize := rawSignFloor(b, f.env.ModulePath, "root", "root", n)
+	defer finalize()
+	defer f.s.Close()
+	jobs, _ := strconv.Atoi(os.Getenv("ROOTKEEPER_BENCH_JOBS"))
+	var heap10, heap100 float64
+	b.ResetTimer()
+	var elapsed, cpu time.Duration
+	for i := 0; b.Loop(); i++ {
+		opts := BatchOptions{ResignOptions: ResignOptions{At: day(300 + i), Roles: []string{RoleRoot}}, Workers: jobs}
+		opts.Progress = func(done, total int, r *ResignResult) {
+			if r.Outcome != OutcomeResigned {
+				b.Fatalf("%s: %s %s", r.Repository, r.Outcome, r.Error)
+			}
+			if i == 0 && done == total/10 {
+				b.StopTimer()
+				heap10 = heapMB()
+				b.StartTimer()
+			}
+		}
+		start, cpu0 := time.Now(), cpuTime()
+		rep := f.s.ResignBatch(ctx, dirs, opts)
+		elapsed += time.Since(start)
+		cpu += cpuTime() - cpu0
+		if rep.Counts[OutcomeResigned] != n {
+			b.Fatalf("%v", rep.Counts)
+		}
+		if i == 0 {
+			b.StopTimer()
+			heap100 = heapMB()
+			b.StartTimer()
+		}
+	}
+	b.StopTimer()
+	per := elapsed / time.Duration(b.N)
+	b.ReportMetric(float64(per)/float64(floor), "x-floor")
+	b.ReportMetric(float64(per.Microseconds())/float64(n), "µs/repo")
+	b.ReportMetric(float64(floor.Nanoseconds())/1e3/float64(n), "floor-µs/sig")
+	b.ReportMetric(heap10, "heapMB@10%")
+	b.ReportMetric(heap100, "heapMB@100%")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N)/float64(n), "cpu-µs/repo")
+	b.ReportMetric(float64(n), "repos")
+}
+
+// cpuTime is the CPU time (user and system) the process has used: less
+// sensitive than wall time to other jobs on a shared machine.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkStatusMany reads the status of every repository of a fleet
+// (ROOTKEEPER_BENCH_REPOS, default 10,000) the way the scheduled
+// `rootkeeper status --repos … --prometheus FILE` does, metrics included.
+func BenchmarkStatusMany(b *testing.B) {
+	n := benchRepos()
+	_, dirs := benchFleet(b, n)
+	prom := filepath.Join(b.TempDir(), "rootkeeper.prom")
+	ctx := context.Background()
+	b.ResetTimer()
+	for b.Loop() {
+		sts := StatusMany(ctx, dirs, day(300), 0)
+		if s := Summarize(sts); s.Due != n {
+			b.Fatalf("%+v", s)
+		}
+		if err := WritePrometheus(prom, day(300), sts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n), "repos")
+}
