@@ -368,7 +368,7 @@ func (s *Session) commit(c *change) (*Result, error) {
 	for _, r := range c.changed {
 		margins[r] = c.policy.Role(policyRole(c.policy, r)).Window.D()
 	}
-	report, err := roles.Verify(roles.Overlay(os.DirFS(c.dir), overlay), roles.VerifyOptions{At: c.now, Margins: margins, CheckTargets: true})
+	report, err := preflight(c, overlay, roles.VerifyOptions{At: c.now, Margins: margins, CheckTargets: true}) // preflight.go
 	if err != nil {
 		return nil, err
 	}
@@ -412,6 +412,9 @@ func (s *Session) commit(c *change) (*Result, error) {
 func policyRole(p *Policy, role string) string {
 	if _, ok := p.Roles[role]; ok {
 		return role
+	}
+	if prefix, ok := binPolicy(p, role); ok { // delegate.go
+		return prefix
 	}
 	return RoleTargets
 }

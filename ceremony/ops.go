@@ -202,6 +202,9 @@ func trustedFor(repo *roles.Repo, role string) ([]string, int) {
 			}
 		}
 	}
+	if rk, err := repo.RoleKeysOf(role); err == nil { // hashed bins (succinct delegations)
+		return keyIDsOfKeys(rk.Keys), rk.Threshold
+	}
 	return nil, 1
 }
 

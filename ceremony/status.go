@@ -58,6 +58,9 @@ type StatusReport struct {
 	Health     Health          `json:"state"`
 	Roles      []RoleStatus    `json:"roles"`
 	Problems   []roles.Problem `json:"problems,omitempty"`
+	// Delegations lists every delegation, nested ones and hashed bins
+	// too (delegate.go).
+	Delegations []roles.DelegationInfo `json:"delegations,omitempty"`
 }
 
 // Status reports every role's version, expiry, signatures and health at
@@ -120,6 +123,9 @@ func Status(dir string, at time.Time) (*StatusReport, error) {
 	}
 	if !report.OK {
 		st.Health = Invalid
+	}
+	if repo, err := roles.Load(os.DirFS(dir)); err == nil {
+		st.Delegations = repo.Delegations()
 	}
 	return st, nil
 }

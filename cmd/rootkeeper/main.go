@@ -142,6 +142,7 @@ variable, or a prompt on the terminal — never from the command line.`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.yubikeyCommand())
+	root.AddCommand(a.rotateCommand(), a.delegateCommand(), a.revokeCommand()) // rotate.go, delegate.go, revoke.go
 	root.AddCommand(a.keyCommand(), a.initCommand(), a.targetsCommand(), a.publishCommand(), a.statusCommand(), a.verifyCommand(),
 		a.resignCommand(), a.calendarCommand())
 	return root

@@ -156,6 +156,8 @@ func (a *app) statusCommand() *cobra.Command {
 	var dir, at string
 	var asJSON bool
 	var reposGlob, reposFrom, prom string // many repositories: resign.go
+
+	var key string // status --key: delegate.go
 	cmd := &cobra.Command{
 		Use:   "status (--repo DIR | --repos GLOB | --repos-from FILE) [--at TIME] [--prometheus FILE]",
 		Short: "Show each role's version, expiry, signatures and health",
@@ -179,6 +181,9 @@ Exit status: 0 healthy, 3 a role is inside its re-signing window,
 			}
 			if err := requireFlag("repo", dir); err != nil {
 				return err
+			}
+			if key != "" {
+				return a.statusKey(dir, key, asJSON)
 			}
 			t, err := parseAt(at)
 			if err != nil {
@@ -215,6 +220,7 @@ Exit status: 0 healthy, 3 a role is inside its re-signing window,
 	cmd.Flags().StringVar(&reposGlob, "repos", "", "many repositories: a glob of their directories, quoted ('/srv/tuf/*')")
 	cmd.Flags().StringVar(&reposFrom, "repos-from", "", "many repositories: a file listing their directories, one a line (- for stdin)")
 	cmd.Flags().StringVar(&prom, "prometheus", "", "also write node_exporter textfile metrics to FILE, atomically")
+	cmd.Flags().StringVar(&key, "key", "", "show only which roles this key (key id or URI) can sign")
 	return cmd
 }
 
@@ -248,6 +254,7 @@ func (a *app) printStatus(st *ceremony.StatusReport) {
 		}
 	}
 	tw.Flush()
+	a.printDelegations(st.Delegations)
 	for _, p := range st.Problems {
 		fmt.Fprintf(a.stdout, "problem: %s\n", problemText(p.Role, p.Detail))
 		if p.Hint != "" {

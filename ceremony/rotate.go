@@ -1,0 +1,558 @@
+package ceremony
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/rootkeeper/rootkeeper/hsm"
+	"github.com/rootkeeper/rootkeeper/roles"
+)
+
+// RotateOptions say how a top-level role's keys change.
+type RotateOptions struct {
+	// Role is root, targets, snapshot or timestamp.
+	Role string
+	// Add are key URIs of new keys for the role (generated beforehand).
+	Add []string
+	// Remove names keys the role stops trusting: key ids, unique key id
+	// prefixes of at least 8 hex digits, or key URIs.
+	Remove []string
+	// Threshold is the role's new threshold; 0 keeps the current one.
+	Threshold int
+}
+
+// Rotate changes the keys or threshold of a top-level role in a new root
+// version. The new root is signed by every root key plugged in, old and
+// new: clients accept it only with a threshold of the previous root's
+// keys and a threshold of its own (TUF 5.3.4), and the officers are told
+// which keys are still missing. A rotated targets, snapshot or timestamp
+// role is re-signed at once with its new keys, and snapshot and timestamp
+// are published with versions above every one before, so that clients
+// that keep their old timestamp and snapshot accept them as well as
+// clients that drop them because their keys rotated (TUF 5.3.11).
+// rootkeeper.yaml follows: removed keys' URIs are dropped, added ones
+// listed.
+func (s *Session) Rotate(ctx context.Context, dir string, opts RotateOptions) (*Result, error) {
+	if !slices.Contains(TopLevelRoles, opts.Role) {
+		return nil, &RepoError{Detail: fmt.Sprintf("--role %q: rotate changes a top-level role: root, targets, snapshot or timestamp", opts.Role),
+			HintText: "for a delegated role use rootkeeper delegate add/remove, or rootkeeper revoke for a compromised key"}
+	}
+	if len(opts.Add) == 0 && len(opts.Remove) == 0 && opts.Threshold == 0 {
+		return nil, &RepoError{Detail: "nothing to change: give --add URI, --remove KEYID|URI or --threshold N",
+			HintText: "rootkeeper status --repo " + dir + " shows each role's keys"}
+	}
+	if opts.Threshold < 0 {
+		return nil, &RepoError{Detail: fmt.Sprintf("--threshold %d: a threshold is at least 1", opts.Threshold)}
+	}
+	var res *Result
+	err := s.withLock(dir, func(repo *roles.Repo, pol *Policy) error {
+		role := opts.Role
+		cur, err := repo.RoleKeysOf(role)
+		if err != nil {
+			return err
+		}
+		curIDs := keyIDsOfKeys(cur.Keys)
+		records := loadRecords(dir)
+		trustedBefore := repo.KeyIDs()
+		removed := map[string]bool{}
+		for _, r := range opts.Remove {
+			id, err := s.resolveKey(ctx, dir, repo, records, r)
+			if err != nil {
+				return err
+			}
+			if !slices.Contains(curIDs, id) {
+				return &RepoError{Dir: dir, Detail: fmt.Sprintf("--remove %s: key %s is not a %s key (%s keys: %s)", r, short(id), role, role, shortList(curIDs)),
+					HintText: "rootkeeper status --repo " + dir + " --key " + short(id) + " shows what the key can sign"}
+			}
+			removed[id] = true
+		}
+		added, err := s.openNewKeys(ctx, dir, pol, role, opts.Add, curIDs, removed)
+		if err != nil {
+			return err
+		}
+		next := roles.RoleKeys{Threshold: cur.Threshold}
+		if opts.Threshold > 0 {
+			next.Threshold = opts.Threshold
+		}
+		for i, k := range cur.Keys {
+			if !removed[curIDs[i]] {
+				next.Keys = append(next.Keys, k)
+			}
+		}
+		for _, k := range added {
+			next.Keys = append(next.Keys, k.TUF.Key())
+		}
+		if len(next.Keys) == 0 {
+			return &RepoError{Dir: dir, Detail: fmt.Sprintf("%s would have no keys left", role),
+				HintText: "add its new keys in the same run with --add URI (make one with rootkeeper key generate URI)"}
+		}
+		if next.Threshold > len(next.Keys) {
+			return &RepoError{Dir: dir, Detail: fmt.Sprintf("%s would have %d key(s) for a threshold of %d", role, len(next.Keys), next.Threshold),
+				HintText: fmt.Sprintf("add keys with --add URI or lower the threshold with --threshold %d", len(next.Keys))}
+		}
+		if len(removed) == 0 && len(added) == 0 && next.Threshold == cur.Threshold {
+			return &RepoError{Dir: dir, Detail: fmt.Sprintf("nothing changes: %s already has threshold %d", role, cur.Threshold)}
+		}
+
+		now := s.now()
+		oldRoot := repo.Root()
+		oldRootURIs := slices.Clone(pol.Role(RoleRoot).Keys)
+		if err := repo.BumpRole(RoleRoot, now.Add(pol.Role(RoleRoot).Expires.D())); err != nil {
+			return err
+		}
+		if err := repo.SetRoleKeys(role, next); err != nil {
+			return err
+		}
+		newRoot := repo.Root()
+
+		// The policy follows the metadata: drop the URIs of removed keys,
+		// list the new ones.
+		rp := pol.Roles[role]
+		rp.Keys = s.dropURIs(rp.Keys, removed, records)
+		for _, k := range added {
+			rp.Keys = append(rp.Keys, k.URI)
+		}
+		pol.Roles[role] = rp
+
+		summary := s.rotateSummary(dir, role, oldRoot, newRoot, cur, next, curIDs, removed, added, records)
+		if err := s.confirm(summary); err != nil {
+			return err
+		}
+		rootURIs := oldRootURIs
+		if role == RoleRoot {
+			for _, k := range added {
+				rootURIs = append(rootURIs, k.URI)
+			}
+		}
+		if err := s.signRoot(ctx, repo, rootURIs, nil, records); err != nil {
+			return err
+		}
+		changed := []string{RoleRoot}
+		switch role {
+		case RoleTargets:
+			if err := bumpRole(repo, pol, RoleTargets, now); err != nil {
+				return err
+			}
+			if err := s.signTargetsRole(ctx, repo, pol, RoleTargets, records); err != nil {
+				return err
+			}
+			changed = append(changed, RoleTargets)
+			fallthrough
+		case RoleSnapshot, RoleTimestamp:
+			if role == RoleTimestamp || role == RoleSnapshot {
+				s.progress("clients drop a cached %s whose key the new root no longer trusts (TUF 5.3.11); the new one continues the version numbers, so clients that keep theirs accept it too", role)
+			}
+			if err := s.publish(ctx, repo, pol, now); err != nil {
+				return err
+			}
+			changed = append(changed, RoleSnapshot, RoleTimestamp)
+		}
+		extra, err := s.keyRecords(dir, records, added, role, now)
+		if err != nil {
+			return err
+		}
+		details := map[string]any{
+			"role": role, "root_version": newRoot.Signed.Version,
+			"removed": sortedKeys(removed), "added": keyIDsOfOpened(added),
+			"threshold_before": cur.Threshold, "threshold": next.Threshold,
+		}
+		retired, retiredIDs := retiredRecords(dir, repo, trustedBefore)
+		if len(retiredIDs) > 0 {
+			details["retired_key_records"] = retiredIDs
+		}
+		res, err = s.commit(&change{op: "rotate", dir: dir, repo: repo, policy: pol, now: now, changed: changed, extra: append(extra, retired...), details: details})
+		if err != nil {
+			return err
+		}
+		return dropRetired(dir, retiredIDs)
+	})
+	return res, err
+}
+
+func keyIDsOfKeys(keys []*metadata.Key) []string {
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		id, _ := roles.KeyID(k)
+		out = append(out, id)
+	}
+	return out
+}
+
+func keyIDsOfOpened(keys []*Key) []string {
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, k.ID())
+	}
+	return out
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// isURI tells a key URI from a key id.
+func isURI(s string) bool { return strings.Contains(s, ":") }
+
+// resolveKey turns a key id, unique prefix or key URI into a key id of
+// the repository. A URI is looked up in the key records first; only if
+// no record names it is its device opened.
+func (s *Session) resolveKey(ctx context.Context, dir string, repo *roles.Repo, records map[string]*KeyRecord, ref string) (string, error) {
+	if !isURI(ref) {
+		id, err := repo.ResolveKeyID(ref)
+		if err != nil {
+			return "", &RepoError{Dir: dir, Detail: err.Error(),
+				HintText: "rootkeeper status --repo " + dir + " lists every key id; a key URI works too"}
+		}
+		return id, nil
+	}
+	u, err := hsm.ParseURI(ref)
+	if err != nil {
+		return "", err
+	}
+	for id, rec := range records {
+		if objectOf(rec.URI) == u.Object() {
+			if _, ok := repo.Key(id); ok {
+				return id, nil
+			}
+		}
+	}
+	k, err := s.Open(ctx, ref)
+	if err != nil {
+		return "", &RepoError{Dir: dir, Detail: fmt.Sprintf("no key record names %s and its device cannot be opened", u.Object()), Err: err,
+			HintText: "name the key by its key id instead (rootkeeper status --repo " + dir + " lists them)"}
+	}
+	if _, ok := repo.Key(k.ID()); !ok {
+		return "", &RepoError{Dir: dir, Detail: fmt.Sprintf("%s holds key %s, which no role of the repository trusts", u.Object(), short(k.ID())),
+			HintText: "check the URI; rootkeeper status --repo " + dir + " lists every key id"}
+	}
+	return k.ID(), nil
+}
+
+// openNewKeys opens the keys to add to role and checks their evidence
+// against the policy's requirement.
+func (s *Session) openNewKeys(ctx context.Context, dir string, pol *Policy, role string, uris, curIDs []string, removed map[string]bool) ([]*Key, error) {
+	require := pol.Require
+	if require == "" {
+		require = RequireHardwareBorn
+	}
+	var out []*Key
+	seen := map[string]string{}
+	for _, uri := range uris {
+		k, err := s.Open(ctx, uri)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkEvidence(k, require); err != nil {
+			return nil, err
+		}
+		if other, dup := seen[k.ID()]; dup {
+			return nil, &RepoError{Dir: dir, Detail: fmt.Sprintf("--add %s and %s are the same key (%s)", objectOf(other), objectOf(uri), short(k.ID()))}
+		}
+		if slices.Contains(curIDs, k.ID()) && !removed[k.ID()] {
+			return nil, &RepoError{Dir: dir, Detail: fmt.Sprintf("--add %s: key %s is already a %s key", objectOf(uri), short(k.ID()), role),
+				HintText: "generate a new key with rootkeeper key generate URI and add that one"}
+		}
+		seen[k.ID()] = uri
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// dropURIs removes from uris those whose key (by key record or by a key
+// this session opened) is in removed.
+func (s *Session) dropURIs(uris []string, removed map[string]bool, records map[string]*KeyRecord) []string {
+	var out []string
+	for _, u := range uris {
+		if id, ok := s.uriKeyID(u, records); ok && removed[id] {
+			continue
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// uriKeyID tells which key a URI names without opening a device.
+func (s *Session) uriKeyID(uri string, records map[string]*KeyRecord) (string, bool) {
+	obj := objectOf(uri)
+	if k, ok := s.keys[obj]; ok {
+		return k.ID(), true
+	}
+	for id, rec := range records {
+		if objectOf(rec.URI) == obj {
+			return id, true
+		}
+	}
+	return "", false
+}
+
+// uriFor names the URI of a key for messages: its record, or "".
+func uriFor(id string, records map[string]*KeyRecord) string {
+	if rec, ok := records[id]; ok {
+		return objectOf(rec.URI)
+	}
+	return ""
+}
+
+// keyRecords returns keys/KEYID.json for each added key, with role added
+// to the roles of an existing record.
+func (s *Session) keyRecords(dir string, records map[string]*KeyRecord, added []*Key, role string, now time.Time) ([]File, error) {
+	var out []File
+	for _, k := range added {
+		roleNames := []string{role}
+		if old, ok := records[k.ID()]; ok {
+			roleNames = append(slices.Clone(old.Roles), role)
+			slices.Sort(roleNames)
+			roleNames = slices.Compact(roleNames)
+		}
+		rec, err := keyRecord(k, roleNames, now)
+		if err != nil {
+			return nil, err
+		}
+		data, err := marshalJSON(rec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, File{Path: "keys/" + k.ID() + ".json", Data: data})
+	}
+	return out, nil
+}
+
+// RootSignaturesError reports a new root that could not get a threshold
+// of the previous root's keys and of its own.
+type RootSignaturesError struct {
+	Version int64
+	Rules   []roles.Requirement
+	Missing []MissingKey // keys that could still sign, with their URIs
+	Absent  []string     // URIs whose devices were not plugged in
+}
+
+// MissingKey is a key that has not signed yet and where it lives.
+type MissingKey struct {
+	KeyID string `json:"keyid"`
+	URI   string `json:"uri,omitempty"`
+}
+
+func (e *RootSignaturesError) Error() string {
+	var parts []string
+	for _, q := range e.Rules {
+		if !q.Met() {
+			parts = append(parts, fmt.Sprintf("%d of the %d signatures %s requires", q.Have, q.Threshold, q.From))
+		}
+	}
+	return fmt.Sprintf("root v%d is not signed by enough keys, nothing was written: it has %s", e.Version, strings.Join(parts, " and "))
+}
+
+// Hint names the keys to plug in.
+func (e *RootSignaturesError) Hint() string {
+	var keys []string
+	for _, m := range e.Missing {
+		if m.URI != "" {
+			keys = append(keys, short(m.KeyID)+" ("+m.URI+")")
+		} else {
+			keys = append(keys, short(m.KeyID))
+		}
+	}
+	msg := "plug in the tokens of these keys and run the same command again: " + strings.Join(keys, ", ")
+	if len(e.Absent) > 0 {
+		msg += "; not plugged in this time: " + strings.Join(e.Absent, ", ")
+	}
+	return msg
+}
+
+// signRoot signs the newest root, which must be unsigned, with every key
+// of uris that is plugged in and that the previous or the new root
+// trusts for root, and checks both thresholds (TUF 5.3.4). Keys in avoid
+// sign only if the others cannot meet a threshold (a revoked key may sign
+// the transition away from itself, never more). Devices that are not
+// plugged in are skipped and named if a threshold stays unmet.
+func (s *Session) signRoot(ctx context.Context, repo *roles.Repo, uris []string, avoid map[string]bool, records map[string]*KeyRecord) error {
+	root := repo.Root()
+	trusted := map[string]bool{}
+	for _, id := range root.Signed.Roles[RoleRoot].KeyIDs {
+		trusted[id] = true
+	}
+	if len(repo.Roots) > 1 {
+		for _, id := range repo.Roots[len(repo.Roots)-2].Signed.Roles[RoleRoot].KeyIDs {
+			trusted[id] = true
+		}
+	}
+	v := root.Signed.Version
+	status := func() (bool, string) {
+		reqs, err := repo.Needed(RoleRoot)
+		if err != nil {
+			return false, err.Error()
+		}
+		met := true
+		var parts []string
+		for _, q := range reqs {
+			met = met && q.Met()
+			parts = append(parts, fmt.Sprintf("%s's keys: %d signed, %d needed", q.From, q.Have, q.Threshold))
+		}
+		return met, strings.Join(parts, ", ")
+	}
+	var absent []string
+	signed := map[string]bool{}
+	pass := func(useAvoided bool) error {
+		seen := map[string]bool{}
+		for _, uri := range uris {
+			obj := objectOf(uri)
+			if seen[obj] {
+				continue
+			}
+			seen[obj] = true
+			if id, ok := s.uriKeyID(uri, records); ok && (!trusted[id] || signed[id] || avoid[id] != useAvoided) {
+				continue
+			}
+			k, err := s.Open(ctx, uri)
+			if errAbsent(err) {
+				if !slices.Contains(absent, obj) {
+					absent = append(absent, obj)
+				}
+				s.progress("%s is not plugged in: skipping it", obj)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if !trusted[k.ID()] {
+				return &MismatchError{URI: uri, KeyID: k.ID(), Role: fmt.Sprintf("root v%d or root v%d", v-1, v), Trusted: sortedKeys(trusted)}
+			}
+			if signed[k.ID()] || avoid[k.ID()] != useAvoided {
+				continue
+			}
+			s.progress("signing root v%d with %s (%s)", v, short(k.ID()), obj)
+			if err := roles.Sign(root, k.TUF); err != nil {
+				return fmt.Errorf("root v%d: %w", v, err)
+			}
+			signed[k.ID()] = true
+			_, st := status()
+			s.progress("root v%d: %s", v, st)
+		}
+		return nil
+	}
+	if err := pass(false); err != nil {
+		return err
+	}
+	if met, _ := status(); !met && len(avoid) > 0 {
+		s.progress("root v%d still needs signatures: the revoked key signs the transition away from itself", v)
+		if err := pass(true); err != nil {
+			return err
+		}
+	}
+	if met, _ := status(); met {
+		return nil
+	}
+	reqs, _ := repo.Needed(RoleRoot)
+	e := &RootSignaturesError{Version: v, Rules: reqs, Absent: absent}
+	for _, q := range reqs {
+		if q.Met() {
+			continue
+		}
+		for _, id := range q.KeyIDs {
+			if !signed[id] && !slices.ContainsFunc(e.Missing, func(m MissingKey) bool { return m.KeyID == id }) {
+				e.Missing = append(e.Missing, MissingKey{KeyID: id, URI: uriFor(id, records)})
+			}
+		}
+	}
+	return e
+}
+
+// signTargetsRole signs a targets role (top-level or delegated, hashed
+// bins too) with the keys its policy entry lists, skipping devices that
+// are not plugged in, until its threshold is met.
+func (s *Session) signTargetsRole(ctx context.Context, repo *roles.Repo, pol *Policy, role string, records map[string]*KeyRecord) error {
+	md, err := targetsRole(repo, role)
+	if err != nil {
+		return err
+	}
+	rk, err := repo.RoleKeysOf(role)
+	if err != nil {
+		return err
+	}
+	return signUntil(ctx, s, md, role, pol.Role(policyRole(pol, role)).Keys, keyIDsOfKeys(rk.Keys), rk.Threshold, records)
+}
+
+// signUntil signs md with keys of uris that trusted lists until threshold
+// signatures are made. Devices not plugged in are skipped; if the
+// threshold is not met the error names the keys still needed.
+func signUntil[T metadata.Roles](ctx context.Context, s *Session, md *metadata.Metadata[T], role string, uris, trusted []string, threshold int, records map[string]*KeyRecord) error {
+	have := 0
+	done := map[string]bool{}
+	var absent []string
+	for _, uri := range uris {
+		if have >= threshold {
+			break
+		}
+		k, err := s.Open(ctx, uri)
+		if errAbsent(err) {
+			absent = append(absent, objectOf(uri))
+			s.progress("%s is not plugged in: skipping it", objectOf(uri))
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(trusted, k.ID()) {
+			return &MismatchError{URI: uri, KeyID: k.ID(), Role: role, Trusted: trusted}
+		}
+		if done[k.ID()] {
+			continue
+		}
+		s.progress("signing %s with %s (%s)", role, short(k.ID()), objectOf(uri))
+		if err := roles.Sign(md, k.TUF); err != nil {
+			return fmt.Errorf("%s: %w", role, err)
+		}
+		done[k.ID()] = true
+		have++
+	}
+	if have >= threshold {
+		return nil
+	}
+	var missing []string
+	for _, id := range trusted {
+		if !done[id] {
+			if u := uriFor(id, records); u != "" {
+				missing = append(missing, id[:min(12, len(id))]+" ("+u+")")
+			} else {
+				missing = append(missing, id)
+			}
+		}
+	}
+	return &ThresholdError{Role: role, Have: have, Need: threshold, Missing: missing}
+}
+
+func (s *Session) rotateSummary(dir, role string, oldRoot, newRoot *metadata.Metadata[metadata.RootType], cur, next roles.RoleKeys, curIDs []string, removed map[string]bool, added []*Key, records map[string]*KeyRecord) string {
+	var w strings.Builder
+	fmt.Fprintf(&w, "Rotate the %s keys of %s in root v%d\n", role, dir, newRoot.Signed.Version)
+	for _, id := range curIDs {
+		mark := "keep  "
+		if removed[id] {
+			mark = "remove"
+		}
+		fmt.Fprintf(&w, "  %s %s  %s\n", mark, short(id), uriFor(id, records))
+	}
+	for _, k := range added {
+		alg, _ := hsm.AlgorithmOf(k.HW.Public())
+		fmt.Fprintf(&w, "  add    %s  %s (%s, %s)\n", short(k.ID()), objectOf(k.URI), alg, k.Evidence.Summary())
+	}
+	fmt.Fprintf(&w, "  threshold %d of %d keys (was %d of %d)\n", next.Threshold, len(next.Keys), cur.Threshold, len(cur.Keys))
+	old := oldRoot.Signed.Roles[RoleRoot]
+	nw := newRoot.Signed.Roles[RoleRoot]
+	fmt.Fprintf(&w, "\nRoot v%d must be signed by %d of root v%d's %d root keys AND %d of its own %d (TUF 5.3.4).\n",
+		newRoot.Signed.Version, old.Threshold, oldRoot.Signed.Version, len(old.KeyIDs), nw.Threshold, len(nw.KeyIDs))
+	if role != RoleRoot {
+		fmt.Fprintf(&w, "Then %s is re-signed with its new keys and snapshot and timestamp are published.\n", role)
+	}
+	fmt.Fprintf(&w, "Every root key plugged in signs, one device after another.")
+	return w.String()
+}
