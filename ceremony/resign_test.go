@@ -375,3 +375,37 @@ func TestJournalRecovery(t *testing.T) {
 func b64(b []byte) string {
 	return base64.StdEncoding.EncodeToString(b)
 }
+
+// TestResignOnlineKeyMissing: without the snapshot key the timestamp is
+// still re-signed alone; a targets role that would need a new snapshot
+// waits with it, and nothing is written for it.
+func TestResignOnlineKeyMissing(t *testing.T) {
+	f := newFixture(t)
+	pol := filepath.Join(f.dir, PolicyFile)
+	data, _ := os.ReadFile(pol)
+	// The snapshot key's token is not plugged in.
+	os.WriteFile(pol, []byte(strings.Replace(string(data), "token=online;object=snapshot", "token=gone;object=snapshot", 1)), 0o644)
+	f.reopen(t)
+
+	res := resignAt(t, f, day(8), ResignOptions{}) // snapshot and timestamp due
+	if res.Outcome != OutcomePartial || strings.Join(res.Resigned, " ") != "timestamp" || len(res.Waiting) != 1 || res.Waiting[0].Role != RoleSnapshot {
+		t.Fatalf("%+v", res)
+	}
+	mustVerify(t, f.dir, day(8))
+
+	before := treeHash(t, f.dir)
+	res = resignAt(t, f, day(9), ResignOptions{Roles: []string{RoleTargets}})
+	var waiting []string
+	for _, w := range res.Waiting {
+		waiting = append(waiting, w.Role)
+		if w.Role == RoleTargets && !strings.Contains(w.Detail, "cannot be published without new snapshot metadata") {
+			t.Errorf("targets: %q", w.Detail)
+		}
+	}
+	if res.Outcome != OutcomeWaiting || strings.Join(waiting, " ") != "targets snapshot" || len(res.Resigned) != 0 {
+		t.Fatalf("%+v", res)
+	}
+	if treeHash(t, f.dir) != before {
+		t.Error("a waiting run wrote")
+	}
+}

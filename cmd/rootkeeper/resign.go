@@ -235,8 +235,8 @@ func (p *progressBar) update(done, total int, line string) {
 	const width = 30
 	filled := width * done / max(total, 1)
 	bar := strings.Repeat("#", filled) + strings.Repeat(".", width-filled)
-	if len(line) > 50 {
-		line = "…" + line[len(line)-49:]
+	if r := []rune(line); len(r) > 60 {
+		line = string(r[:59]) + "…"
 	}
 	fmt.Fprintf(p.w, "\r\033[K[%s] %d/%d %s", bar, done, total, line)
 	if done == total {
