@@ -89,6 +89,10 @@ func (s *Session) DelegateAdd(ctx context.Context, dir string, opts DelegateOpti
 		if _, err := targetsRole(repo, opts.From); err != nil {
 			return fromError(dir, opts.From)
 		}
+		if slices.Contains(TopLevelRoles, strings.ToLower(opts.Role)) {
+			return &RepoError{Dir: dir, Detail: fmt.Sprintf("role name %q is a top-level role name", opts.Role),
+				HintText: "name the delegated role after what it signs, like releases or team-a"}
+		}
 		if _, ok := pol.Roles[opts.Role]; ok {
 			return &RepoError{Dir: dir, Detail: fmt.Sprintf("%s already has an entry for %q", PolicyFile, opts.Role),
 				HintText: "choose another name, or remove the old delegation first with rootkeeper delegate remove"}

@@ -170,11 +170,14 @@ func recordsIn(fsys fs.FS) map[string]string {
 	return out
 }
 
-// loadRecords reads every key record of dir, by key id.
-func loadRecords(dir string) map[string]*KeyRecord {
+// loadRecords reads every key record of dir (keys/*.json), by key id.
+func loadRecords(dir string) map[string]*KeyRecord { return loadRecordsGlob(dir, "keys/*.json") }
+
+// loadRecordsGlob reads the key records matching pattern in dir.
+func loadRecordsGlob(dir, pattern string) map[string]*KeyRecord {
 	out := map[string]*KeyRecord{}
 	fsys := os.DirFS(dir)
-	names, _ := fs.Glob(fsys, "keys/*.json")
+	names, _ := fs.Glob(fsys, pattern)
 	for _, n := range names {
 		f, err := fsys.Open(n)
 		if err != nil {

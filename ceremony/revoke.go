@@ -3,6 +3,7 @@ package ceremony
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -306,9 +307,9 @@ func (s *Session) Revoke(ctx context.Context, dir string, opts RevokeOptions) (*
 			case changed == 0:
 				rr.Metadata = "still valid: signed by enough of its other keys"
 			case opts.ResignTargets:
-				rr.Metadata = fmt.Sprintf("new version, its %d targets re-signed by its remaining keys", rr.Resigned)
+				rr.Metadata = fmt.Sprintf("new version, its %d target(s) re-signed by its remaining keys", rr.Resigned)
 			default:
-				rr.Metadata = fmt.Sprintf("new version without the %d targets only the revoked key had signed", rr.Dropped)
+				rr.Metadata = fmt.Sprintf("new version without the %d target(s) only the revoked key had signed", rr.Dropped)
 			}
 			if len(names) > 1 && changed > 0 {
 				rr.Metadata = fmt.Sprintf("%d of %d bins: %s", changed, len(names), rr.Metadata)
@@ -462,8 +463,15 @@ func KeyRoles(dir, key string) (*KeyUse, error) {
 		return nil, err
 	}
 	records := loadRecords(dir)
+	retired := loadRecordsGlob(dir, "keys/retired/*.json")
+	for kid, rec := range retired { // keys/retired/: keys rotated or revoked away
+		if _, ok := records[kid]; !ok {
+			records[kid] = rec
+		}
+	}
 	var id string
-	if isURI(key) {
+	switch {
+	case isURI(key):
 		obj := objectOf(key)
 		for kid, rec := range records {
 			if objectOf(rec.URI) == obj {
@@ -474,8 +482,21 @@ func KeyRoles(dir, key string) (*KeyUse, error) {
 			return nil, &RepoError{Dir: dir, Detail: fmt.Sprintf("no key record names %s", obj),
 				HintText: "give the key id instead (rootkeeper key show URI prints it)"}
 		}
-	} else if id, err = repo.ResolveKeyID(key); err != nil {
-		return nil, &RepoError{Dir: dir, Detail: err.Error(), HintText: "rootkeeper status --repo " + dir + " lists every key id"}
+	case keyIDRE.MatchString(strings.ToLower(key)):
+		id = strings.ToLower(key) // a whole key id: reported even if nothing trusts it any more
+	default:
+		if id, err = repo.ResolveKeyID(key); err != nil {
+			if _, ok := records[strings.ToLower(key)]; !ok {
+				for kid := range records {
+					if len(key) >= roles.MinKeyIDPrefix && strings.HasPrefix(kid, strings.ToLower(key)) {
+						id, err = kid, nil
+					}
+				}
+			}
+			if err != nil {
+				return nil, &RepoError{Dir: dir, Detail: err.Error(), HintText: "rootkeeper status --repo " + dir + " lists every key id"}
+			}
+		}
 	}
 	use := &KeyUse{Repository: dir, KeyID: id, URI: uriFor(id, records), Roles: repo.Trusting(id)}
 	if rec, ok := records[id]; ok {
@@ -486,3 +507,5 @@ func KeyRoles(dir, key string) (*KeyUse, error) {
 	}
 	return use, nil
 }
+
+var keyIDRE = regexp.MustCompile(`^[0-9a-f]{64}$`)

@@ -100,11 +100,6 @@ func (r *Repo) roleNameTaken(name string) string {
 		return fmt.Sprintf("%q is a top-level role name", name)
 	}
 	lower := strings.ToLower(name)
-	for n := range r.Delegated {
-		if strings.ToLower(n) == lower {
-			return fmt.Sprintf("a delegated role %q exists already", n)
-		}
-	}
 	for _, md := range r.targetsRoles() {
 		dl := md.Signed.Delegations
 		if dl == nil {
@@ -117,6 +112,11 @@ func (r *Repo) roleNameTaken(name string) string {
 		}
 		if sr := dl.SuccinctRoles; sr != nil && (sr.IsDelegatedRole(name) || strings.EqualFold(sr.NamePrefix, name)) {
 			return fmt.Sprintf("%q is taken by the hashed bins %s-*", name, sr.NamePrefix)
+		}
+	}
+	for n := range r.Delegated {
+		if strings.ToLower(n) == lower {
+			return fmt.Sprintf("a delegated role %q exists already", n)
 		}
 	}
 	return ""
@@ -179,6 +179,9 @@ func (r *Repo) AddDelegation(from string, d Delegation, expires time.Time) error
 		return fmt.Errorf("%s: %w", label, err)
 	}
 	if from != metadata.TARGETS {
+		if parent := r.delegator(from); parent != nil && parent.role == nil {
+			return fmt.Errorf("%s is a hashed bin: rootkeeper does not delegate from a single bin (its targets are chosen by hash, not by path); delegate from %s instead", from, parent.name)
+		}
 		if parent := r.delegator(from); parent != nil && parent.role != nil && len(parent.role.Paths) > 0 {
 			for _, p := range d.Paths {
 				if ok, _ := parent.role.IsDelegatedPath(p); !ok {
