@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
 	"text/tabwriter"
 
@@ -25,7 +26,7 @@ func (a *app) yubikeyCommand() *cobra.Command {
 		Long: `List the YubiKeys connected, and move a new YubiKey off its factory PIN, PUK and
 management key before it holds a root key. See docs/runbook-yubikey.md.`,
 	}
-	cmd.AddCommand(a.yubikeyListCommand(), a.yubikeySetupCommand())
+	cmd.AddCommand(a.yubikeyListCommand(), a.yubikeySetupCommand(), a.yubikeyUnblockCommand())
 	return cmd
 }
 
@@ -139,6 +140,7 @@ YubiKeys connected, choose one with --serial.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts := a.hsmOptions()
 			so := yubikey.SetupOptions{Serial: serial, NewPIN: readNewPIN}
+			ask := func(q string) (bool, error) { return a.ui.askContext(cmd.Context(), q) }
 			if pinSource != "" {
 				so.NewPIN = func(context.Context, *yubikey.DeviceInfo) ([]byte, error) {
 					return hsm.ReadSecretFile(pinSource, "--new-pin-source")
@@ -149,7 +151,7 @@ YubiKeys connected, choose one with --serial.`,
 					a.ui.Progress(summary)
 					return true, nil
 				}
-				return a.ui.ask(summary + "\nChange these credentials now?")
+				return ask(summary + "\nChange these credentials now?")
 			}
 			res, err := yubikey.Setup(cmd.Context(), opts, so)
 			if err != nil {
@@ -183,27 +185,18 @@ YubiKeys connected, choose one with --serial.`,
 }
 
 // readNewPIN asks for the new PIN twice on the terminal, with echo off.
-func readNewPIN(_ context.Context, dev *yubikey.DeviceInfo) ([]byte, error) {
+func readNewPIN(ctx context.Context, dev *yubikey.DeviceInfo) ([]byte, error) {
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil {
 		return nil, &hsm.Error{Kind: hsm.ErrNoPIN, Detail: "the new PIN must be typed on a terminal, and there is none",
-			HintText: "run rootkeeper yubikey setup on a terminal, or pass --new-pin-source FILE"}
+			HintText: "run the command on a terminal, or pass --new-pin-source FILE"}
 	}
 	defer tty.Close()
-	read := func(prompt string) ([]byte, error) {
-		fmt.Fprint(tty, prompt)
-		pin, err := term.ReadPassword(int(tty.Fd()))
-		fmt.Fprintln(tty)
-		if err != nil {
-			return nil, fmt.Errorf("reading the new PIN from the terminal: %w", err)
-		}
-		return pin, nil
-	}
-	first, err := read(fmt.Sprintf("New PIN for %s (6 to 8 characters): ", dev.Name()))
+	first, err := readSecretTTY(ctx, tty, fmt.Sprintf("New PIN for %s (6 to 8 characters): ", dev.Name()))
 	if err != nil {
 		return nil, err
 	}
-	second, err := read("Repeat the new PIN: ")
+	second, err := readSecretTTY(ctx, tty, "Repeat the new PIN: ")
 	if err != nil {
 		hsm.Wipe(first)
 		return nil, err
@@ -211,14 +204,49 @@ func readNewPIN(_ context.Context, dev *yubikey.DeviceInfo) ([]byte, error) {
 	defer hsm.Wipe(second)
 	if !bytes.Equal(first, second) {
 		hsm.Wipe(first)
-		return nil, &hsm.Error{Kind: hsm.ErrNoPIN, Detail: "the two PINs differ; nothing was changed", HintText: "run rootkeeper yubikey setup again"}
+		return nil, &hsm.Error{Kind: hsm.ErrNoPIN, Detail: "the two PINs differ; nothing was changed", HintText: "run the command again"}
 	}
 	return first, nil
 }
 
-// ask asks a yes/no question on the terminal. Without a terminal the
-// answer is no, with an error that says so.
-func (t *tui) ask(question string) (bool, error) {
+// readSecretTTY reads a line from tty with echo off. Ctrl-C (which cancels
+// ctx) stops it at once: nothing typed afterwards is used.
+func readSecretTTY(ctx context.Context, tty *os.File, prompt string) ([]byte, error) {
+	fmt.Fprint(tty, prompt)
+	fd := int(tty.Fd())
+	state, err := term.GetState(fd)
+	if err != nil {
+		return nil, fmt.Errorf("reading from the terminal: %w", err)
+	}
+	type result struct {
+		b   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := term.ReadPassword(fd)
+		done <- result{b, err}
+	}()
+	select {
+	case <-ctx.Done():
+		term.Restore(fd, state)
+		fmt.Fprintln(tty)
+		return nil, errInterrupted
+	case r := <-done:
+		fmt.Fprintln(tty)
+		if r.err != nil {
+			return nil, fmt.Errorf("reading from the terminal: %w", r.err)
+		}
+		return r.b, nil
+	}
+}
+
+// ask asks a yes/no question on the terminal (hsm.Options.Confirm).
+func (t *tui) ask(question string) (bool, error) { return t.askContext(context.Background(), question) }
+
+// askContext asks a yes/no question on the terminal. Without a terminal
+// the answer is no, with an error that says so; Ctrl-C answers no.
+func (t *tui) askContext(ctx context.Context, question string) (bool, error) {
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil {
 		fmt.Fprintln(t.stderr, question)
@@ -227,12 +255,63 @@ func (t *tui) ask(question string) (bool, error) {
 	}
 	defer tty.Close()
 	fmt.Fprint(tty, question+" [y/N] ")
-	line, err := bufio.NewReader(tty).ReadString('\n')
-	if err != nil && line == "" {
-		return false, err
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt)
+	defer signal.Stop(sig)
+	lines := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(tty).ReadString('\n')
+		lines <- line
+	}()
+	select {
+	case <-sig:
+		fmt.Fprintln(tty)
+		return false, errInterrupted
+	case <-ctx.Done():
+		fmt.Fprintln(tty)
+		return false, errInterrupted
+	case line := <-lines:
+		ans := strings.ToLower(strings.TrimSpace(line))
+		return ans == "y" || ans == "yes", nil
 	}
-	ans := strings.ToLower(strings.TrimSpace(line))
-	return ans == "y" || ans == "yes", nil
+}
+
+func (a *app) yubikeyUnblockCommand() *cobra.Command {
+	var serial uint32
+	var pukSource, pinSource string
+	cmd := &cobra.Command{
+		Use:   "unblock [--serial N]",
+		Short: "Set a new PIN with the PUK, after the PIN was blocked",
+		Long: `Set a new PIN on a YubiKey with its PUK (written down at rootkeeper yubikey
+setup). The PUK tries left are read first and shown; the PUK's final try is
+used only with --force-last-pin-try, because a blocked PUK leaves only a reset,
+which destroys the device's keys. The new PIN is read twice, without echo.`,
+		Example: `  rootkeeper yubikey unblock --serial 12345678`,
+		Args:    exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			uo := yubikey.UnblockOptions{Serial: serial, NewPIN: readNewPIN, PUK: readPIN}
+			if pukSource != "" {
+				uo.PUK = func(context.Context, hsm.PINRequest) ([]byte, error) {
+					return hsm.ReadSecretFile(pukSource, "--puk-source")
+				}
+			}
+			if pinSource != "" {
+				uo.NewPIN = func(context.Context, *yubikey.DeviceInfo) ([]byte, error) {
+					return hsm.ReadSecretFile(pinSource, "--new-pin-source")
+				}
+			}
+			info, err := yubikey.Unblock(cmd.Context(), a.hsmOptions(), uo)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "YubiKey serial %d: the PIN is unblocked and set to the new PIN\n", info.Serial)
+			return nil
+		},
+	}
+	cmd.Flags().Uint32Var(&serial, "serial", 0, "the YubiKey (default: the only one connected)")
+	cmd.Flags().StringVar(&pukSource, "puk-source", "", "read the PUK from this file (mode 0600) instead of the terminal")
+	cmd.Flags().StringVar(&pinSource, "new-pin-source", "", "read the new PIN from this file (mode 0600) instead of the terminal")
+	return cmd
 }
 
 // recheckEvidence re-checks the hardware evidence of the repository's key

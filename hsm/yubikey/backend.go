@@ -142,7 +142,7 @@ func (b *Backend) Generate(ctx context.Context, uri *hsm.URI, opts hsm.GenerateO
 		return nil, err
 	}
 	defer hsm.Wipe(mk)
-	b.opts.Tell("generating a %s key in slot %s of %s (PIN policy %s, touch policy %s)",
+	b.opts.Tell("generating a key (%s) in slot %s of %s (PIN policy %s, touch policy %s)",
 		opts.Algorithm, slotName(t.slot), d.name(), pinPolicyName(pp), touchPolicyName(tp))
 	pub, err := d.card.GenerateKey(mk, t.slot, piv.Key{Algorithm: alg, PINPolicy: pp, TouchPolicy: tp})
 	if err != nil {
@@ -389,7 +389,7 @@ func (b *Backend) Signer(ctx context.Context, uri *hsm.URI) (hsm.Signer, error) 
 			HintText: "do not use this device"}
 	}
 	info := hsm.KeyInfo{URI: keyURI(t.serial, t.slot), Algorithm: alg, Public: sk.pub, Label: slotName(t.slot), ID: slotName(t.slot), Evidence: ev}
-	return &Signer{dev: d, uri: uri.Clone(), t: t, info: info, pin: sk.pin, touch: sk.touch}, nil
+	return &Signer{ctx: ctx, dev: d, uri: uri.Clone(), t: t, info: info, pin: sk.pin, touch: sk.touch}, nil
 }
 
 // listSlots are the slots List looks at.

@@ -22,6 +22,7 @@ type card interface {
 	SetManagementKey(oldKey, newKey []byte) error
 	SetPIN(oldPIN, newPIN string) error
 	SetPUK(oldPUK, newPUK string) error
+	Unblock(puk, newPIN string) error
 	KeyInfo(slot piv.Slot) (piv.KeyInfo, error)
 	GenerateKey(key []byte, slot piv.Slot, opts piv.Key) (crypto.PublicKey, error)
 	PrivateKey(slot piv.Slot, public crypto.PublicKey, auth piv.KeyAuth) (crypto.PrivateKey, error)

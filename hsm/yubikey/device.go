@@ -284,7 +284,7 @@ func (d *device) fail(uri, what string, err error) error {
 	var ae piv.AuthErr
 	if errors.As(err, &ae) {
 		d.pinOK = false
-		return pinError{&hsm.PINError{Device: d.name(), Retries: ae.Retries, Locked: ae.Retries == 0, FinalTry: ae.Retries == 1}}
+		return pinError{&hsm.PINError{Device: d.name(), Retries: ae.Retries, Locked: ae.Retries == 0, FinalTry: ae.Retries == 1}, d.serial}
 	}
 	var st statusError
 	if errors.As(err, &st) {
@@ -302,13 +302,16 @@ func (d *device) fail(uri, what string, err error) error {
 }
 
 // pinError is hsm.PINError with the YubiKey's way out of a blocked PIN.
-type pinError struct{ *hsm.PINError }
+type pinError struct {
+	*hsm.PINError
+	serial uint32
+}
 
 // Hint says what to do; for a blocked PIN, to unblock it with the PUK.
 func (e pinError) Hint() string {
 	if e.Locked {
-		return "the PIN is blocked: unblock it with the PUK (ykman piv access unblock-pin), then run the command again; " +
-			"a blocked PUK leaves only a reset, which destroys the keys (see docs/runbook-yubikey.md)"
+		return fmt.Sprintf("the PIN is blocked: unblock it with the PUK (rootkeeper yubikey unblock --serial %d), then run the command again; ", e.serial) +
+			"three wrong PUKs leave only a reset, which destroys the keys (docs/runbook-yubikey.md)"
 	}
 	return e.PINError.Hint()
 }
@@ -342,7 +345,7 @@ func (d *device) withPIN(ctx context.Context, uri *hsm.URI, purpose string, send
 	if err := d.b.opts.CheckRetries(req); err != nil {
 		var pe *hsm.PINError
 		if errors.As(err, &pe) {
-			return pinError{pe}
+			return pinError{pe, d.serial}
 		}
 		return err
 	}

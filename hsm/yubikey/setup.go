@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"math/big"
 	"strings"
@@ -70,30 +71,9 @@ type SetupResult struct {
 func Setup(ctx context.Context, opts hsm.Options, so SetupOptions) (*SetupResult, error) {
 	b := &Backend{opts: opts, devices: map[uint32]*device{}, fullProbe: true}
 	defer b.Close()
-	var info *DeviceInfo
-	if so.Serial != 0 {
-		var err error
-		if info, err = b.find(ctx, so.Serial, fmt.Sprintf("yubikey:serial=%d", so.Serial)); err != nil {
-			return nil, err
-		}
-	} else {
-		found, busy, err := b.scan(true)
-		if err != nil {
-			return nil, err
-		}
-		switch len(found) {
-		case 0:
-			hint := "insert the new YubiKey"
-			if len(busy) > 0 {
-				hint += "; readers in use by another program (close it and retry): " + strings.Join(busy, ", ")
-			}
-			return nil, &hsm.Error{Kind: hsm.ErrTokenNotPresent, Detail: "no YubiKey is connected", HintText: hint}
-		case 1:
-			info = found[0]
-		default:
-			return nil, &hsm.Error{Kind: hsm.ErrAmbiguousKey, Detail: fmt.Sprintf("%d YubiKeys are connected", len(found)),
-				HintText: "choose one with --serial: " + serials(found)}
-		}
+	info, err := b.pick(ctx, so.Serial)
+	if err != nil {
+		return nil, err
 	}
 	res := &SetupResult{Device: *info}
 	name := info.Name()
@@ -105,7 +85,7 @@ func Setup(ctx context.Context, opts hsm.Options, so SetupOptions) (*SetupResult
 		return res, nil
 	}
 	if info.DefaultPIN && info.PINRetries == 0 {
-		return nil, pinError{&hsm.PINError{Device: name, Retries: 0, Locked: true}}
+		return nil, pinError{&hsm.PINError{Device: name, Retries: 0, Locked: true}, info.Serial}
 	}
 	if info.DefaultPIN && info.PINRetries == 1 && !opts.ForceLastPINTry {
 		return nil, &hsm.LastTryError{Device: name}
@@ -255,4 +235,124 @@ func formFactorSuffix(f string) string {
 		return ""
 	}
 	return ", " + f
+}
+
+// UnblockOptions says how to unblock a YubiKey's PIN.
+type UnblockOptions struct {
+	// Serial chooses the YubiKey; 0 means the only one connected.
+	Serial uint32
+	// PUK reads the PUK; req carries the PUK tries left, read from the
+	// device before anything is sent.
+	PUK func(ctx context.Context, req hsm.PINRequest) ([]byte, error)
+	// NewPIN reads the new PIN (on a terminal: twice, without echo).
+	NewPIN func(ctx context.Context, dev *DeviceInfo) ([]byte, error)
+}
+
+// Unblock sets a new PIN on a YubiKey with its PUK, after a blocked PIN
+// (or to replace a forgotten one). The PUK's retry counter is read first
+// (firmware 5.3 and later): a blocked PUK is reported without sending
+// anything, and the PUK's final try is used only with
+// hsm.Options.ForceLastPINTry. A wrong PUK is reported with the tries left.
+func Unblock(ctx context.Context, opts hsm.Options, uo UnblockOptions) (*DeviceInfo, error) {
+	b := &Backend{opts: opts, devices: map[uint32]*device{}, fullProbe: true}
+	defer b.Close()
+	info, err := b.pick(ctx, uo.Serial)
+	if err != nil {
+		return nil, err
+	}
+	name := info.Name()
+	req := hsm.PINRequest{Device: name, Purpose: "PUK", Retries: info.PUKRetries}
+	if info.PUKRetries == 0 {
+		return nil, &hsm.Error{Kind: hsm.ErrPINLocked, Detail: name + ": the PUK is blocked too",
+			HintText: "only a reset (ykman piv reset) makes the device usable again, and it destroys every PIV key: replace the device's root key (docs/runbook-yubikey.md)"}
+	}
+	if err := opts.CheckRetries(req); err != nil {
+		if _, ok := err.(*hsm.LastTryError); ok {
+			return nil, &hsm.Error{Kind: hsm.ErrPINLocked, Detail: name + ": refusing to send the PUK: one PUK try is left, and a wrong PUK blocks the device for good",
+				HintText: "make sure the PUK is right, then rerun with --force-last-pin-try"}
+		}
+		return nil, err
+	}
+	if uo.PUK == nil || uo.NewPIN == nil {
+		return nil, &hsm.Error{Kind: hsm.ErrNoPIN, Detail: "no way to read the PUK and the new PIN"}
+	}
+	puk, err := uo.PUK(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	defer hsm.Wipe(puk)
+	if len(puk) < 6 || len(puk) > 8 {
+		return nil, &hsm.Error{Kind: hsm.ErrNoPIN, Detail: fmt.Sprintf("a YubiKey PUK has 6 to 8 characters, this one has %d; it was not sent", len(puk))}
+	}
+	newPIN, err := uo.NewPIN(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	defer hsm.Wipe(newPIN)
+	if err := checkNewPIN(newPIN); err != nil {
+		return nil, err
+	}
+	uri, err := hsm.ParseURI(fmt.Sprintf("yubikey:serial=%d", info.Serial))
+	if err != nil {
+		return nil, err
+	}
+	d, err := b.device(ctx, &target{uri: uri, serial: info.Serial})
+	if err != nil {
+		return nil, err
+	}
+	defer d.mu.Unlock()
+	if err := d.card.Unblock(pinString(puk), pinString(newPIN)); err != nil {
+		err = d.fail(uri.Object(), "unblocking the PIN with the PUK", err)
+		var pe pinError
+		if errors.As(err, &pe) {
+			return nil, pukError{pe.PINError}
+		}
+		return nil, err
+	}
+	info.PINRetries = info.PINRetriesMax
+	return info, nil
+}
+
+// pukError is a PUK the device refused.
+type pukError struct{ *hsm.PINError }
+
+func (e pukError) Error() string {
+	if e.Locked {
+		return e.Device + ": wrong PUK; the PUK is now blocked"
+	}
+	return fmt.Sprintf("%s: wrong PUK, %d %s left", e.Device, e.Retries, map[bool]string{true: "try", false: "tries"}[e.Retries == 1])
+}
+
+// Hint says what to do.
+func (e pukError) Hint() string {
+	if e.Locked {
+		return "only a reset (ykman piv reset) makes the device usable again, and it destroys every PIV key: replace the device's root key (docs/runbook-yubikey.md)"
+	}
+	return "check the PUK written down when the device was set up; a blocked PUK leaves only a reset"
+}
+
+// Unwrap returns the hsm.PINError.
+func (e pukError) Unwrap() error { return e.PINError }
+
+// pick finds the YubiKey with serial, or the only one connected.
+func (b *Backend) pick(ctx context.Context, serial uint32) (*DeviceInfo, error) {
+	if serial != 0 {
+		return b.find(ctx, serial, fmt.Sprintf("yubikey:serial=%d", serial))
+	}
+	found, busy, err := b.scan(true)
+	if err != nil {
+		return nil, err
+	}
+	switch len(found) {
+	case 0:
+		hint := "insert the YubiKey"
+		if len(busy) > 0 {
+			hint += "; readers in use by another program (close it and retry): " + strings.Join(busy, ", ")
+		}
+		return nil, &hsm.Error{Kind: hsm.ErrTokenNotPresent, Detail: "no YubiKey is connected", HintText: hint}
+	case 1:
+		return found[0], nil
+	}
+	return nil, &hsm.Error{Kind: hsm.ErrAmbiguousKey, Detail: fmt.Sprintf("%d YubiKeys are connected", len(found)),
+		HintText: "choose one with --serial: " + serials(found)}
 }

@@ -32,6 +32,10 @@ import (
 // the final try, and only then reads and sends the PIN. When the key's
 // touch policy asks for a touch, the officer is told to touch the device.
 type Signer struct {
+	// ctx is the context the Signer was opened with: crypto.Signer's Sign
+	// takes none, and a PIN prompt or a wait for the device must still stop
+	// when the officer presses Ctrl-C.
+	ctx   context.Context
 	dev   *device
 	uri   *hsm.URI
 	t     *target
@@ -89,7 +93,10 @@ func (s *Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	if d.b.isClosed() {
 		return nil, s.fail(hsm.ErrDevice, "the key's backend is closed", "open the key again from a new backend")
 	}
-	ctx := context.Background()
+	ctx := s.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	// A card that stopped answering is looked for again (the officer is
 	// asked to insert it); the signature check below catches another key.
 	if err := d.open(ctx, s.t.object()); err != nil {

@@ -263,6 +263,26 @@ func TestPINSafety(t *testing.T) {
 	if c.Stats().PINVerifies != before.PINVerifies {
 		t.Fatal("a PIN was sent to a blocked device")
 	}
+
+	// Unblock with the PUK: a wrong one is counted and reported, the right
+	// one sets the new PIN.
+	unblock := func(puk string) error {
+		_, err := Unblock(ctx, o, UnblockOptions{Serial: c.Serial(),
+			PUK:    func(_ context.Context, req hsm.PINRequest) ([]byte, error) { return []byte(puk), nil },
+			NewPIN: func(context.Context, *DeviceInfo) ([]byte, error) { return []byte("112233"), nil }})
+		return err
+	}
+	err = unblock("87654321")
+	var pe *hsm.PINError
+	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "wrong PUK, 2 tries left") || c.PUKRetries() != 2 {
+		t.Fatalf("wrong PUK: %v (card: %d PUK tries)", err, c.PUKRetries())
+	}
+	if err := unblock(pivcard.DefaultPUK); err != nil {
+		t.Fatalf("unblock: %v", err)
+	}
+	if err := sign(secretFile(t, "new", "112233"), false); err != nil || c.PINRetries() != 3 {
+		t.Fatalf("sign after unblock: %v", err)
+	}
 }
 
 // TestAttestationRefusals: a chain to an unknown root, an attestation of
