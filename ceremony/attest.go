@@ -49,6 +49,7 @@ type PolicyError struct {
 	Want, Have        string // Have is "" when the key has no attested policy
 }
 
+// Error names the role, the policy, what it requires and what the key has.
 func (e *PolicyError) Error() string {
 	if e.Have == "" {
 		return fmt.Sprintf("%s: roles.%s requires %s %s, and the key has no attested %s", e.URI, e.Role, e.Policy, e.Want, e.Policy)
