@@ -4,14 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
-	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 )
 
 // ClientCheckOptions tune CheckClients.
@@ -23,33 +21,31 @@ type ClientCheckOptions struct {
 	Before fs.FS
 }
 
-// CheckClients runs go-tuf's updater (the TUF client workflow of spec
-// sections 5.3 to 5.6: root chain, timestamp, snapshot, targets) over the
-// repository in fsys as clients in every state would meet it:
+// CheckClients runs the TUF client workflow of go-tuf's updater (spec
+// sections 5.3 to 5.6: root chain, timestamp, snapshot, targets, with the
+// updater's local-cache and length rules) over the repository in fsys as
+// clients in every state would meet it:
 //
-//   - one fresh client per root version published before the change
-//     (those in opts.Before; 1.root.json if there is none), bootstrapped
-//     with that version: a client may have been shipped with any of them,
-//     so the chain must be followable from each (TUF 5.3.4);
+//   - a fresh client shipped with 1.root.json, through the whole workflow;
+//   - a client shipped with each later root version published before the
+//     change (those in opts.Before): a client may hold any of them, so the
+//     root chain must be followable from each (TUF 5.3.4);
 //   - if opts.Before is set, a client that updated against Before and now
 //     updates again, keeping its trusted root, timestamp, snapshot and
 //     targets between the two: versions must only grow, and when the
 //     timestamp or snapshot keys rotated it must still recover (it drops
 //     the metadata the new root no longer trusts, TUF 5.3.11).
 //
-// Each client that fails gives one Problem naming its starting state. The
-// error is for I/O failures only.
+// The clients run in memory on go-tuf's trustedmetadata, step for step
+// as go-tuf v2's updater (loadRoot, loadTimestamp, loadSnapshot,
+// loadTargets) does with its cache directory. Each client that fails
+// gives one Problem naming its starting state. The error is for I/O
+// failures only.
 func CheckClients(fsys fs.FS, opts ClientCheckOptions) ([]Problem, error) {
 	at := opts.At
 	if at.IsZero() {
 		at = time.Now()
 	}
-	tmp, err := os.MkdirTemp("", "rootkeeper-clients-*")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-
 	var probs []Problem
 	roots, err := readRoots(fsys)
 	if err != nil {
@@ -61,36 +57,209 @@ func CheckClients(fsys fs.FS, opts ClientCheckOptions) ([]Problem, error) {
 			return nil, err
 		}
 	}
-	// Clients hold only published roots: those in Before (at least v1).
-	shipped := max(1, len(before))
-	for i, data := range roots[:min(shipped, len(roots))] {
+	if len(roots) > 0 {
+		c := &memClient{root: roots[0]}
+		if err := c.refresh(fsys, at); err != nil {
+			probs = append(probs, clientErrProblem(fmt.Sprintf("a client shipped with root v1 (%s)", rootPath(1)), err))
+		}
+	}
+	// Clients hold only published roots: those in Before.
+	for i := 1; i < min(len(before), len(roots)); i++ {
 		v := int64(i + 1)
-		cache := filepath.Join(tmp, fmt.Sprintf("fresh-%d", v))
-		if err := refreshClient(fsys, data, cache, at); err != nil {
+		if err := followRoots(roots, i, at); err != nil {
 			probs = append(probs, clientErrProblem(fmt.Sprintf("a client shipped with root v%d (%s)", v, rootPath(v)), err))
 		}
 	}
 	if len(before) == 0 {
 		return probs, nil
 	}
-	cache := filepath.Join(tmp, "stateful")
-	if err := refreshClient(opts.Before, before[0], cache, at); err != nil {
+	c := &memClient{root: before[0]}
+	if err := c.refresh(opts.Before, at); err != nil {
 		// The repository on disk was already out of date (an expired
 		// timestamp is what a publish fixes): a client last updated while
 		// it was still valid.
 		if ts, ok := readTimestampExpiry(opts.Before); ok && ts.Before(at) {
-			refreshClient(opts.Before, before[0], cache, ts.Add(-time.Second)) //nolint:errcheck // best effort: whatever the client trusted stays in its cache
+			c = &memClient{root: before[0]}
+			c.refresh(opts.Before, ts.Add(-time.Second)) //nolint:errcheck // best effort: whatever the client trusted stays in its cache
 		}
 	}
-	state := cachedState(cache)
-	root, err := os.ReadFile(filepath.Join(cache, "metadata", "root.json"))
-	if err != nil {
-		root = before[0]
-	}
-	if err := refreshClient(fsys, root, cache, at); err != nil {
+	state := c.state()
+	if err := c.refresh(fsys, at); err != nil {
 		probs = append(probs, clientErrProblem("a client that updated before this change (it keeps "+state+")", err))
 	}
 	return probs, nil
+}
+
+// followRoots replays the root chain from roots[from] (a client shipped
+// with that version) to the newest, as go-tuf's updater does.
+func followRoots(roots [][]byte, from int, at time.Time) error {
+	return safe(func() error {
+		tm, err := trustedmetadata.New(roots[from])
+		if err != nil {
+			return err
+		}
+		tm.RefTime = at
+		for _, data := range roots[from+1:] {
+			if _, err := tm.UpdateRoot(data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// memClient is a TUF client whose cache (go-tuf's local metadata
+// directory) is in memory.
+type memClient struct {
+	root, timestamp, snapshot, targets []byte
+}
+
+// clientLimits are go-tuf's updater defaults (config.New).
+var clientLimits = func() *config.UpdaterConfig {
+	cfg, err := config.New(fetchBase, []byte("{}"))
+	if err != nil {
+		panic(err)
+	}
+	return cfg
+}()
+
+// refresh is go-tuf v2's Updater.Refresh against fsys with the cache in c.
+func (c *memClient) refresh(fsys fs.FS, at time.Time) error {
+	return safe(func() error {
+		tm, err := trustedmetadata.New(c.root)
+		if err != nil {
+			return err
+		}
+		tm.RefTime = at
+		// loadRoot
+		for v := tm.Root.Signed.Version + 1; v < tm.Root.Signed.Version+1+clientLimits.MaxRootRotations; v++ {
+			data, err := fetch(fsys, rootPath(v), clientLimits.RootMaxLength)
+			if errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := tm.UpdateRoot(data); err != nil {
+				return err
+			}
+			c.root = data
+		}
+		// loadTimestamp: the cached one (if still valid) guards against
+		// rollback, then the remote one.
+		if c.timestamp != nil {
+			if _, err := tm.UpdateTimestamp(c.timestamp); err != nil && !errors.Is(err, &metadata.ErrRepository{}) {
+				return err
+			}
+		}
+		data, err := fetch(fsys, timestampPath(), clientLimits.TimestampMaxLength)
+		if err != nil {
+			return err
+		}
+		if _, err := tm.UpdateTimestamp(data); err != nil {
+			if !errors.Is(err, &metadata.ErrEqualVersionNumber{}) {
+				return err
+			}
+		} else {
+			c.timestamp = data
+		}
+		// loadSnapshot: the cached one if it is still the final one.
+		localOK := false
+		if c.snapshot != nil {
+			if _, err := tm.UpdateSnapshot(c.snapshot, true); err == nil {
+				localOK = true
+			} else if !errors.Is(err, &metadata.ErrRepository{}) {
+				return err
+			}
+		}
+		if !localOK {
+			sm := tm.Timestamp.Signed.Meta["snapshot.json"]
+			length := sm.Length
+			if length == 0 {
+				length = clientLimits.SnapshotMaxLength
+			}
+			data, err := fetch(fsys, rolePath(metadata.SNAPSHOT, sm.Version, tm.Root.Signed.ConsistentSnapshot), length)
+			if err != nil {
+				return err
+			}
+			if _, err := tm.UpdateSnapshot(data, false); err != nil {
+				return err
+			}
+			c.snapshot = data
+		}
+		// loadTargets("targets", "root")
+		if c.targets != nil {
+			if _, err := tm.UpdateTargets(c.targets); err == nil {
+				return nil
+			} else if !errors.Is(err, &metadata.ErrRepository{}) {
+				return err
+			}
+		}
+		tmeta, ok := tm.Snapshot.Signed.Meta["targets.json"]
+		if !ok {
+			return fmt.Errorf("role targets not found in snapshot")
+		}
+		length := tmeta.Length
+		if length == 0 {
+			length = clientLimits.TargetsMaxLength
+		}
+		data, err = fetch(fsys, rolePath(metadata.TARGETS, tmeta.Version, tm.Root.Signed.ConsistentSnapshot), length)
+		if err != nil {
+			return err
+		}
+		if _, err := tm.UpdateTargets(data); err != nil {
+			return err
+		}
+		c.targets = data
+		return nil
+	})
+}
+
+// fetch reads a metadata file with the client's length limit.
+func fetch(fsys fs.FS, p string, maxLength int64) ([]byte, error) {
+	data, err := fs.ReadFile(fsys, p)
+	if err != nil {
+		return nil, err
+	}
+	if maxLength > 0 && int64(len(data)) > maxLength {
+		return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s is %d bytes, more than the %d go-tuf clients accept", p, len(data), maxLength)}
+	}
+	return data, nil
+}
+
+// state describes what the client holds: "root v3, timestamp v9, …".
+func (c *memClient) state() string {
+	var parts []string
+	add := func(role string, v int64, err error) {
+		if err == nil && v > 0 {
+			parts = append(parts, fmt.Sprintf("%s v%d", role, v))
+		}
+	}
+	if md, err := parse[metadata.RootType](c.root); err == nil {
+		add(metadata.ROOT, md.Signed.Version, nil)
+	}
+	if c.timestamp != nil {
+		md, err := parse[metadata.TimestampType](c.timestamp)
+		if err == nil {
+			add(metadata.TIMESTAMP, md.Signed.Version, nil)
+		}
+	}
+	if c.snapshot != nil {
+		md, err := parse[metadata.SnapshotType](c.snapshot)
+		if err == nil {
+			add(metadata.SNAPSHOT, md.Signed.Version, nil)
+		}
+	}
+	if c.targets != nil {
+		md, err := parse[metadata.TargetsType](c.targets)
+		if err == nil {
+			add(metadata.TARGETS, md.Signed.Version, nil)
+		}
+	}
+	if len(parts) == 0 {
+		return "nothing"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // readRoots returns the bytes of 1.root.json, 2.root.json, … up to the
@@ -122,106 +291,8 @@ func readTimestampExpiry(fsys fs.FS) (time.Time, bool) {
 	return md.Signed.Expires, true
 }
 
-// cachedState describes what a client cache holds: "root v3, timestamp v9, …".
-func cachedState(cache string) string {
-	vs := readCachedVersions(filepath.Join(cache, "metadata"))
-	var parts []string
-	for _, r := range []string{metadata.ROOT, metadata.TIMESTAMP, metadata.SNAPSHOT, metadata.TARGETS} {
-		if v, ok := vs[r]; ok {
-			parts = append(parts, fmt.Sprintf("%s v%d", r, v))
-		}
-	}
-	if len(parts) == 0 {
-		return "nothing"
-	}
-	return strings.Join(parts, ", ")
-}
-
-func readCachedVersions(dir string) map[string]int64 {
-	out := map[string]int64{}
-	for _, r := range []string{metadata.ROOT, metadata.TIMESTAMP, metadata.SNAPSHOT, metadata.TARGETS} {
-		data, err := os.ReadFile(filepath.Join(dir, r+".json"))
-		if err != nil {
-			continue
-		}
-		var v int64
-		switch r {
-		case metadata.ROOT:
-			if md, err := parse[metadata.RootType](data); err == nil {
-				v = md.Signed.Version
-			}
-		case metadata.TIMESTAMP:
-			if md, err := parse[metadata.TimestampType](data); err == nil {
-				v = md.Signed.Version
-			}
-		case metadata.SNAPSHOT:
-			if md, err := parse[metadata.SnapshotType](data); err == nil {
-				v = md.Signed.Version
-			}
-		default:
-			if md, err := parse[metadata.TargetsType](data); err == nil {
-				v = md.Signed.Version
-			}
-		}
-		if v > 0 {
-			out[r] = v
-		}
-	}
-	return out
-}
-
-// fsFetcher serves a repository's metadata/ directory to go-tuf.
-type fsFetcher struct {
-	fsys fs.FS
-}
-
+// fetchBase is the metadata URL the client limits are made for.
 const fetchBase = "https://preflight.rootkeeper.invalid/metadata/"
-
-func (f fsFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
-	name, ok := strings.CutPrefix(urlPath, fetchBase)
-	if !ok || !fs.ValidPath(MetadataDir+"/"+name) {
-		return nil, &metadata.ErrDownloadHTTP{StatusCode: 404, URL: urlPath}
-	}
-	data, err := fs.ReadFile(f.fsys, MetadataDir+"/"+name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, &metadata.ErrDownloadHTTP{StatusCode: 404, URL: urlPath}
-	}
-	if err != nil {
-		return nil, err
-	}
-	if maxLength > 0 && int64(len(data)) > maxLength {
-		return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s is %d bytes, more than the %d the client accepts", name, len(data), maxLength)}
-	}
-	return data, nil
-}
-
-// refreshClient runs one go-tuf Refresh with its cache in dir, starting
-// from the cached root if there is one, else from trusted.
-func refreshClient(fsys fs.FS, trusted []byte, dir string, at time.Time) (err error) {
-	mdDir := filepath.Join(dir, "metadata")
-	if err := os.MkdirAll(mdDir, 0o700); err != nil {
-		return err
-	}
-	if cached, err := os.ReadFile(filepath.Join(mdDir, "root.json")); err == nil {
-		trusted = cached
-	}
-	cfg, err := config.New(fetchBase, trusted)
-	if err != nil {
-		return err
-	}
-	cfg.Fetcher = fsFetcher{fsys: fsys}
-	cfg.LocalMetadataDir = mdDir
-	cfg.LocalTargetsDir = filepath.Join(dir, "targets")
-	cfg.RemoteTargetsURL = fetchBase + "../targets/"
-	return safe(func() error {
-		up, err := updater.New(cfg)
-		if err != nil {
-			return err
-		}
-		up.UnsafeSetRefTime(at)
-		return up.Refresh()
-	})
-}
 
 func clientErrProblem(who string, err error) Problem {
 	rule := RuleClient
