@@ -72,6 +72,7 @@ type KeysNeeded struct {
 	Delegated bool
 }
 
+// Error names the roles left below their threshold.
 func (e *KeysNeededError) Error() string {
 	var parts []string
 	for _, r := range e.Roles {

@@ -342,6 +342,7 @@ type MissingKey struct {
 	URI   string `json:"uri,omitempty"`
 }
 
+// Error says which thresholds are short.
 func (e *RootSignaturesError) Error() string {
 	var parts []string
 	for _, q := range e.Rules {
