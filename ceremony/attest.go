@@ -18,8 +18,8 @@ import (
 // without PIV attestation (PKCS#11 keys) have no such policies: the plan's
 // require: field governs them.
 type KeyPolicy struct {
-	PINPolicy   string `yaml:"pin_policy"`
-	TouchPolicy string `yaml:"touch_policy"`
+	PINPolicy   string `yaml:"pin_policy,omitempty"`
+	TouchPolicy string `yaml:"touch_policy,omitempty"`
 }
 
 // Strength of each PIN and touch policy, weakest first.

@@ -156,7 +156,7 @@ func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result
 	pol := &Policy{Version: 1, Repository: plan.Repository, ConsistentSnapshot: plan.Consistent(), Require: require, Roles: map[string]RolePolicy{}}
 	for _, name := range TopLevelRoles {
 		rp := plan.Role(name)
-		pol.Roles[name] = RolePolicy{Expires: rp.Expires, Window: rp.Window, Keys: rp.Keys}
+		pol.Roles[name] = RolePolicy{Expires: rp.Expires, Window: rp.Window, Keys: rp.Keys, KeyPolicy: rp.KeyPolicy}
 	}
 	for _, d := range plan.Delegations {
 		exp := d.Expires

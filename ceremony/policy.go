@@ -32,6 +32,10 @@ type RolePolicy struct {
 	Expires Duration `yaml:"expires"`
 	Window  Duration `yaml:"window"`
 	Keys    []string `yaml:"keys,omitempty"`
+	// KeyPolicy is the minimum attested PIN and touch policy of the role's
+	// YubiKey keys, kept from the bootstrap plan so that every later
+	// ceremony that adds a key holds it to the same bar.
+	KeyPolicy `yaml:",inline"`
 }
 
 // Default lifetimes and re-signing windows. Timestamps expire after a week

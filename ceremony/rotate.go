@@ -255,6 +255,9 @@ func (s *Session) openNewKeys(ctx context.Context, dir string, pol *Policy, role
 		if err := checkEvidence(k, require); err != nil {
 			return nil, err
 		}
+		if err := checkKeyPolicy(k, role, pol.Roles[policyRole(pol, role)].KeyPolicy); err != nil {
+			return nil, err
+		}
 		if other, dup := seen[k.ID()]; dup {
 			return nil, &RepoError{Dir: dir, Detail: fmt.Sprintf("--add %s and %s are the same key (%s)", objectOf(other), objectOf(uri), short(k.ID()))}
 		}
