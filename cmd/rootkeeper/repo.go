@@ -228,7 +228,7 @@ func (a *app) printStatus(st *ceremony.StatusReport) {
 	fmt.Fprintf(a.stdout, "repository %s at %s: %s\n", st.Repository, st.At.Format(time.RFC3339), strings.ToUpper(st.Health.String()))
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ROLE\tVERSION\tEXPIRES\tLEFT\tVALID/NEEDED\tSTATE")
-	for _, r := range st.Roles {
+	for _, r := range foldBins(st) { // delegate.go: hashed bins on one line
 		name := r.Role
 		if !isTopLevel(r.Role) && r.Delegator != "" {
 			name = r.Delegator + " → " + r.Role
@@ -238,7 +238,7 @@ func (a *app) printStatus(st *ceremony.StatusReport) {
 	tw.Flush()
 	fmt.Fprintln(a.stdout, "\nKEYS")
 	tw = tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	for _, r := range st.Roles {
+	for _, r := range foldBins(st) { // delegate.go: hashed bins on one line
 		for i, id := range r.KeyIDs {
 			ev := "no evidence recorded"
 			for _, e := range r.Evidence {
