@@ -150,6 +150,27 @@ func (s *Session) Revoke(ctx context.Context, dir string, opts RevokeOptions) (*
 		}
 		rev := &Revocation{KeyID: id, URI: uriFor(id, records), Reason: opts.Reason}
 
+		// Which roles' metadata stays valid without the key: decided on the
+		// metadata as it is, before any role is bumped for re-signing.
+		stillValid := map[string]bool{}
+		for _, t := range trusts {
+			names := []string{t.Role}
+			if len(t.Bins) > 0 {
+				names = t.Bins
+			}
+			for _, name := range names {
+				if _, ok := repo.Delegated[name]; !ok && name != RoleTargets {
+					continue
+				}
+				signers, err := repo.ValidSigners(name)
+				if err != nil {
+					return err
+				}
+				others := slices.DeleteFunc(signers, func(s string) bool { return s == id })
+				stillValid[name] = len(others) >= t.Threshold
+			}
+		}
+
 		// Replacement keys, and roles left below their threshold.
 		adds := map[string][]*Key{}
 		need := &KeysNeededError{Dir: dir, KeyID: id}
@@ -281,11 +302,7 @@ func (s *Session) Revoke(ctx context.Context, dir string, opts RevokeOptions) (*
 				if _, ok := repo.Delegated[name]; !ok && name != RoleTargets {
 					continue
 				}
-				signers, err := repo.ValidSigners(name)
-				if err != nil {
-					return err
-				}
-				if len(signers) >= rr.Threshold {
+				if stillValid[name] {
 					continue
 				}
 				if err := bump(name); err != nil {
@@ -307,6 +324,8 @@ func (s *Session) Revoke(ctx context.Context, dir string, opts RevokeOptions) (*
 			switch {
 			case changed == 0:
 				rr.Metadata = "still valid: signed by enough of its other keys"
+			case rr.Dropped == 0 && rr.Resigned == 0:
+				rr.Metadata = "new version signed by its remaining keys (it listed no targets)"
 			case opts.ResignTargets:
 				rr.Metadata = fmt.Sprintf("new version, its %d target(s) re-signed by its remaining keys", rr.Resigned)
 			default:

@@ -422,3 +422,41 @@ func TestDelegateNestedAndRemove(t *testing.T) {
 	}
 	rotVerifyOK(t, f.dir)
 }
+
+// A key that signs targets and a role targets delegates to: targets, also
+// signed by its other key, keeps its targets although it is re-signed as
+// the delegator.
+func TestRevokeKeepsRolesOtherKeysSigned(t *testing.T) {
+	f := newRotFixture(t)
+	ctx := context.Background()
+	k := f.env.URI("tagging", "targets")
+	if _, err := f.s.Rotate(ctx, f.dir, RotateOptions{Role: RoleTargets, Add: []string{f.env.URI("tagging", "spare")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.DelegateAdd(ctx, f.dir, DelegateOptions{Role: "docs", Keys: []string{k}, Paths: []string{"docs/*"}}); err != nil {
+		t.Fatal(err)
+	}
+	// targets add signs with every key the policy lists: both.
+	if _, err := f.s.AddTargets(ctx, f.dir, RoleTargets, []TargetInput{{Name: "readme.txt", Data: []byte("hi")}}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.s.Revoke(ctx, f.dir, RevokeOptions{Key: k, Reason: "test", Add: map[string][]string{"docs": {f.env.URI("tagging", "releases")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := res.Details["revocation"].(*Revocation)
+	if rev.RootVersion != 3 || rev.TargetsDropped != 0 || len(rev.Roles) != 2 {
+		t.Fatalf("revocation %+v", rev)
+	}
+	if rev.Roles[0].Role != RoleTargets || rev.Roles[0].Metadata != "still valid: signed by enough of its other keys" {
+		t.Fatalf("targets: %+v", rev.Roles[0])
+	}
+	rotVerifyOK(t, f.dir)
+	repo, err := roles.Load(os.DirFS(f.dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := repo.Targets.Signed.Targets["readme.txt"]; !ok {
+		t.Fatal("targets lost readme.txt")
+	}
+}
