@@ -142,7 +142,7 @@ var (
 // attestation CA. pcscd runs: the script checked [pcscd].
 func vcardSetup(ts *testscript.TestScript) *vcardScript {
 	for slot := 0; slot < 2; slot++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), pivcard.SlotWait)
 		unlock, err := pivcard.LockSlot(ctx, slot)
 		cancel()
 		ts.Check(err)

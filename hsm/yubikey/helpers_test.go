@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/go-piv/piv-go/v2/piv"
 
@@ -30,7 +29,7 @@ const testPIN = "246810"
 func startCard(t *testing.T, cfg pivcard.Config) *pivcard.Card {
 	t.Helper()
 	c := pivcard.StartCard(t, cfg, 0)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), pivcard.SlotWait)
 	defer cancel()
 	unlock, err := pivcard.LockSlot(ctx, 1)
 	if err != nil {

@@ -164,6 +164,12 @@ func WaitVisible(ctx context.Context, slot int, serial uint32) (string, error) {
 	}
 }
 
+// SlotWait is how long a test waits for a vpcd slot. Test packages run in
+// parallel processes and share two slots, so a test may wait for several
+// others' cards; the suite's own timeout (make test: 20 minutes) is the
+// real bound.
+const SlotWait = 10 * time.Minute
+
 // StartCard makes a card from cfg and inserts it into vpcd slot 0 or 1 for
 // the rest of the test: it starts pcscd if needed (see StartPCSCD), takes
 // the slot's machine-wide lock (waiting for other test processes), connects
@@ -178,7 +184,7 @@ func WaitVisible(ctx context.Context, slot int, serial uint32) (string, error) {
 func StartCard(t testing.TB, cfg Config, slot int) *Card {
 	t.Helper()
 	StartPCSCD(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), SlotWait)
 	defer cancel()
 	unlock, err := LockSlot(ctx, slot)
 	if err != nil {
