@@ -68,8 +68,16 @@ func Preflight(dir string, files []roles.File, opts PreflightOptions) (*roles.Re
 }
 
 func preflightFiles(dir string, files []roles.File, opts roles.VerifyOptions, changed []string) (*roles.Report, error) {
-	base := os.DirFS(dir)
-	after := roles.Overlay(base, files)
+	// One reference time, one read of each file and one cache for every
+	// check: each distinct file is parsed once, each signature checked once
+	// by rootkeeper's rules and each step of go-tuf's client rules taken
+	// once from the same state (roles.Cache).
+	if opts.At.IsZero() {
+		opts.At = time.Now()
+	}
+	opts.Cache = roles.NewCache()
+	base := roles.ReadOnce(os.DirFS(dir))
+	after := roles.ReadOnce(roles.Overlay(base, files))
 	rep, err := roles.Verify(after, opts)
 	if err != nil {
 		return nil, err
@@ -83,9 +91,9 @@ func preflightFiles(dir string, files []roles.File, opts roles.VerifyOptions, ch
 	}
 	var probs []roles.Problem
 	if before != nil {
-		probs = append(probs, roles.CheckVersions(before, after)...)
+		probs = append(probs, roles.CheckVersions(before, after, opts.Cache)...)
 	}
-	cp, err := roles.CheckClients(after, roles.ClientCheckOptions{At: opts.At, Before: before})
+	cp, err := roles.CheckClients(after, roles.ClientCheckOptions{At: opts.At, Before: before, Cache: opts.Cache})
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
-	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 )
 
 // ClientCheckOptions tune CheckClients.
@@ -19,6 +18,10 @@ type ClientCheckOptions struct {
 	// Before is the repository as clients saw it before the change (the
 	// directory on disk); nil means there was none.
 	Before fs.FS
+	// Cache, shared with Verify and CheckVersions over the same files,
+	// takes each step of go-tuf's client (and each parse) once; nil means
+	// a cache for this call only.
+	Cache *Cache
 }
 
 // CheckClients runs the TUF client workflow of go-tuf's updater (spec
@@ -38,13 +41,20 @@ type ClientCheckOptions struct {
 //
 // The clients run in memory on go-tuf's trustedmetadata, step for step
 // as go-tuf v2's updater (loadRoot, loadTimestamp, loadSnapshot,
-// loadTargets) does with its cache directory. Each client that fails
+// loadTargets) does with its cache directory. Steps that clients in
+// different states share (the same step of go-tuf from the same state
+// with the same bytes) are taken once (see Cache). Each client that fails
 // gives one Problem naming its starting state. The error is for I/O
 // failures only.
 func CheckClients(fsys fs.FS, opts ClientCheckOptions) ([]Problem, error) {
 	at := opts.At
 	if at.IsZero() {
 		at = time.Now()
+	}
+	cache := cacheOrNew(opts.Cache)
+	fsys = readOnce(fsys)
+	if opts.Before != nil {
+		opts.Before = readOnce(opts.Before)
 	}
 	var probs []Problem
 	roots, err := readRoots(fsys)
@@ -58,7 +68,7 @@ func CheckClients(fsys fs.FS, opts ClientCheckOptions) ([]Problem, error) {
 		}
 	}
 	if len(roots) > 0 {
-		c := &memClient{root: roots[0]}
+		c := &memClient{cache: cache, root: roots[0]}
 		if err := c.refresh(fsys, at); err != nil {
 			probs = append(probs, clientErrProblem(fmt.Sprintf("a client shipped with root v1 (%s)", rootPath(1)), err))
 		}
@@ -66,51 +76,49 @@ func CheckClients(fsys fs.FS, opts ClientCheckOptions) ([]Problem, error) {
 	// Clients hold only published roots: those in Before.
 	for i := 1; i < min(len(before), len(roots)); i++ {
 		v := int64(i + 1)
-		if err := followRoots(roots, i, at); err != nil {
+		if err := followRoots(cache, roots, i, at); err != nil {
 			probs = append(probs, clientErrProblem(fmt.Sprintf("a client shipped with root v%d (%s)", v, rootPath(v)), err))
 		}
 	}
 	if len(before) == 0 {
 		return probs, nil
 	}
-	c := &memClient{root: before[0]}
+	c := &memClient{cache: cache, root: before[0]}
 	if err := c.refresh(opts.Before, at); err != nil {
 		// The repository on disk was already out of date (an expired
 		// timestamp is what a publish fixes): a client last updated while
 		// it was still valid.
-		if ts, ok := readTimestampExpiry(opts.Before); ok && ts.Before(at) {
-			c = &memClient{root: before[0]}
+		if ts, ok := readTimestampExpiry(cache, opts.Before); ok && ts.Before(at) {
+			c = &memClient{cache: cache, root: before[0]}
 			c.refresh(opts.Before, ts.Add(-time.Second)) //nolint:errcheck // best effort: whatever the client trusted stays in its cache
 		}
 	}
-	state := c.state()
+	kept := *c // what the client holds before it updates again
 	if err := c.refresh(fsys, at); err != nil {
-		probs = append(probs, clientErrProblem("a client that updated before this change (it keeps "+state+")", err))
+		probs = append(probs, clientErrProblem("a client that updated before this change (it keeps "+kept.state()+")", err))
 	}
 	return probs, nil
 }
 
 // followRoots replays the root chain from roots[from] (a client shipped
 // with that version) to the newest, as go-tuf's updater does.
-func followRoots(roots [][]byte, from int, at time.Time) error {
-	return safe(func() error {
-		tm, err := trustedmetadata.New(roots[from])
-		if err != nil {
+func followRoots(cache *Cache, roots [][]byte, from int, at time.Time) error {
+	tm, err := newClient(cache, roots[from], at)
+	if err != nil {
+		return err
+	}
+	for _, data := range roots[from+1:] {
+		if err := tm.updateRoot(data); err != nil {
 			return err
 		}
-		tm.RefTime = at
-		for _, data := range roots[from+1:] {
-			if _, err := tm.UpdateRoot(data); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // memClient is a TUF client whose cache (go-tuf's local metadata
 // directory) is in memory.
 type memClient struct {
+	cache                              *Cache
 	root, timestamp, snapshot, targets []byte
 }
 
@@ -126,13 +134,12 @@ var clientLimits = func() *config.UpdaterConfig {
 // refresh is go-tuf v2's Updater.Refresh against fsys with the cache in c.
 func (c *memClient) refresh(fsys fs.FS, at time.Time) error {
 	return safe(func() error {
-		tm, err := trustedmetadata.New(c.root)
+		t, err := newClient(c.cache, c.root, at)
 		if err != nil {
 			return err
 		}
-		tm.RefTime = at
 		// loadRoot
-		for v := tm.Root.Signed.Version + 1; v < tm.Root.Signed.Version+1+clientLimits.MaxRootRotations; v++ {
+		for v := t.tm.Root.Signed.Version + 1; v < t.tm.Root.Signed.Version+1+clientLimits.MaxRootRotations; v++ {
 			data, err := fetch(fsys, rootPath(v), clientLimits.RootMaxLength)
 			if errors.Is(err, fs.ErrNotExist) {
 				break
@@ -140,7 +147,7 @@ func (c *memClient) refresh(fsys fs.FS, at time.Time) error {
 			if err != nil {
 				return err
 			}
-			if _, err := tm.UpdateRoot(data); err != nil {
+			if err := t.updateRoot(data); err != nil {
 				return err
 			}
 			c.root = data
@@ -148,7 +155,7 @@ func (c *memClient) refresh(fsys fs.FS, at time.Time) error {
 		// loadTimestamp: the cached one (if still valid) guards against
 		// rollback, then the remote one.
 		if c.timestamp != nil {
-			if _, err := tm.UpdateTimestamp(c.timestamp); err != nil && !errors.Is(err, &metadata.ErrRepository{}) {
+			if err := t.updateTimestamp(c.timestamp); err != nil && !errors.Is(err, &metadata.ErrRepository{}) {
 				return err
 			}
 		}
@@ -156,7 +163,7 @@ func (c *memClient) refresh(fsys fs.FS, at time.Time) error {
 		if err != nil {
 			return err
 		}
-		if _, err := tm.UpdateTimestamp(data); err != nil {
+		if err := t.updateTimestamp(data); err != nil {
 			if !errors.Is(err, &metadata.ErrEqualVersionNumber{}) {
 				return err
 			}
@@ -166,36 +173,36 @@ func (c *memClient) refresh(fsys fs.FS, at time.Time) error {
 		// loadSnapshot: the cached one if it is still the final one.
 		localOK := false
 		if c.snapshot != nil {
-			if _, err := tm.UpdateSnapshot(c.snapshot, true); err == nil {
+			if err := t.updateSnapshot(c.snapshot, true); err == nil {
 				localOK = true
 			} else if !errors.Is(err, &metadata.ErrRepository{}) {
 				return err
 			}
 		}
 		if !localOK {
-			sm := tm.Timestamp.Signed.Meta["snapshot.json"]
+			sm := t.tm.Timestamp.Signed.Meta["snapshot.json"]
 			length := sm.Length
 			if length == 0 {
 				length = clientLimits.SnapshotMaxLength
 			}
-			data, err := fetch(fsys, rolePath(metadata.SNAPSHOT, sm.Version, tm.Root.Signed.ConsistentSnapshot), length)
+			data, err := fetch(fsys, rolePath(metadata.SNAPSHOT, sm.Version, t.tm.Root.Signed.ConsistentSnapshot), length)
 			if err != nil {
 				return err
 			}
-			if _, err := tm.UpdateSnapshot(data, false); err != nil {
+			if err := t.updateSnapshot(data, false); err != nil {
 				return err
 			}
 			c.snapshot = data
 		}
 		// loadTargets("targets", "root")
 		if c.targets != nil {
-			if _, err := tm.UpdateTargets(c.targets); err == nil {
+			if err := t.updateTargets(c.targets); err == nil {
 				return nil
 			} else if !errors.Is(err, &metadata.ErrRepository{}) {
 				return err
 			}
 		}
-		tmeta, ok := tm.Snapshot.Signed.Meta["targets.json"]
+		tmeta, ok := t.tm.Snapshot.Signed.Meta["targets.json"]
 		if !ok {
 			return fmt.Errorf("role targets not found in snapshot")
 		}
@@ -203,11 +210,11 @@ func (c *memClient) refresh(fsys fs.FS, at time.Time) error {
 		if length == 0 {
 			length = clientLimits.TargetsMaxLength
 		}
-		data, err = fetch(fsys, rolePath(metadata.TARGETS, tmeta.Version, tm.Root.Signed.ConsistentSnapshot), length)
+		data, err = fetch(fsys, rolePath(metadata.TARGETS, tmeta.Version, t.tm.Root.Signed.ConsistentSnapshot), length)
 		if err != nil {
 			return err
 		}
-		if _, err := tm.UpdateTargets(data); err != nil {
+		if err := t.updateTargets(data); err != nil {
 			return err
 		}
 		c.targets = data
@@ -235,23 +242,23 @@ func (c *memClient) state() string {
 			parts = append(parts, fmt.Sprintf("%s v%d", role, v))
 		}
 	}
-	if md, err := parse[metadata.RootType](c.root); err == nil {
+	if md, err := parseCached[metadata.RootType](c.cache, c.root); err == nil {
 		add(metadata.ROOT, md.Signed.Version, nil)
 	}
 	if c.timestamp != nil {
-		md, err := parse[metadata.TimestampType](c.timestamp)
+		md, err := parseCached[metadata.TimestampType](c.cache, c.timestamp)
 		if err == nil {
 			add(metadata.TIMESTAMP, md.Signed.Version, nil)
 		}
 	}
 	if c.snapshot != nil {
-		md, err := parse[metadata.SnapshotType](c.snapshot)
+		md, err := parseCached[metadata.SnapshotType](c.cache, c.snapshot)
 		if err == nil {
 			add(metadata.SNAPSHOT, md.Signed.Version, nil)
 		}
 	}
 	if c.targets != nil {
-		md, err := parse[metadata.TargetsType](c.targets)
+		md, err := parseCached[metadata.TargetsType](c.cache, c.targets)
 		if err == nil {
 			add(metadata.TARGETS, md.Signed.Version, nil)
 		}
@@ -279,12 +286,12 @@ func readRoots(fsys fs.FS) ([][]byte, error) {
 	return out, nil
 }
 
-func readTimestampExpiry(fsys fs.FS) (time.Time, bool) {
+func readTimestampExpiry(cache *Cache, fsys fs.FS) (time.Time, bool) {
 	data, err := fs.ReadFile(fsys, timestampPath())
 	if err != nil {
 		return time.Time{}, false
 	}
-	md, err := parse[metadata.TimestampType](data)
+	md, err := parseCached[metadata.TimestampType](cache, data)
 	if err != nil {
 		return time.Time{}, false
 	}

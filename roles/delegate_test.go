@@ -39,7 +39,7 @@ func TestNestedDelegationAddListRemove(t *testing.T) {
 		after[p] = &fstest.MapFile{Data: []byte("a")}
 	}
 	verifyOK(t, after, VerifyOptions{CheckTargets: true})
-	if probs := CheckVersions(before, after); len(probs) > 0 {
+	if probs := CheckVersions(before, after, nil); len(probs) > 0 {
 		t.Fatalf("versions: %v", probs)
 	}
 	probs, err := CheckClients(after, ClientCheckOptions{Before: before})
@@ -84,7 +84,7 @@ func TestNestedDelegationAddListRemove(t *testing.T) {
 		}
 	}
 	verifyOK(t, final, VerifyOptions{CheckTargets: true})
-	if probs := CheckVersions(after, final); len(probs) > 0 {
+	if probs := CheckVersions(after, final, nil); len(probs) > 0 {
 		t.Fatalf("versions: %v", probs)
 	}
 
@@ -249,7 +249,7 @@ func TestTimestampRotationFastForwardRecovery(t *testing.T) {
 	if len(probs) != 1 || probs[0].Rule != RuleVersion || probs[0].Role != "timestamp" {
 		t.Fatalf("stateful client: %+v", probs)
 	}
-	if vp := CheckVersions(attacked, stuck); len(vp) == 0 || vp[0].Rule != RuleVersion {
+	if vp := CheckVersions(attacked, stuck, nil); len(vp) == 0 || vp[0].Rule != RuleVersion {
 		t.Fatalf("versions: %+v", vp)
 	}
 }

@@ -53,7 +53,8 @@ type scanned struct {
 	delegated []scannedDelegated
 	raw       map[string][]byte
 	problems  []Problem
-	ioErr     error // a read failure other than a missing file
+	c         *Cache // parses shared with other checks, or nil
+	ioErr     error  // a read failure other than a missing file
 }
 
 type scannedRoot struct {
@@ -105,9 +106,11 @@ func parse[T metadata.Roles](data []byte) (md *metadata.Metadata[T], err error) 
 // scanRepo reads a repository the way a client finds its files: root
 // versions from "from" on, timestamp, the snapshot it names, targets and every
 // delegated role reachable from targets. base is the already trusted root
-// (may be nil) used when no newer root file exists.
-func scanRepo(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType]) *scanned {
-	s := &scanned{raw: map[string][]byte{}}
+// (may be nil) used when no newer root file exists. c (nil for none) parses
+// each distinct file once and shares the result: only read-only callers
+// pass one.
+func scanRepo(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType], c *Cache) *scanned {
+	s := &scanned{raw: map[string][]byte{}, c: c}
 	newest := base
 	n := from
 	for ; n < from+maxRootVersions; n++ {
@@ -116,7 +119,7 @@ func scanRepo(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType]
 		if !ok {
 			break
 		}
-		md, err := parse[metadata.RootType](data)
+		md, err := parseCached[metadata.RootType](s.c, data)
 		if err != nil {
 			s.problem("root", p, RuleParse, fmt.Sprintf("%s: not valid root metadata: %v", p, err),
 				"restore this file from the last good copy: clients cannot get past it")
@@ -156,7 +159,7 @@ func scanRepo(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType]
 		}
 		return s
 	}
-	ts, err := parse[metadata.TimestampType](data)
+	ts, err := parseCached[metadata.TimestampType](s.c, data)
 	if err != nil {
 		s.problem(metadata.TIMESTAMP, s.tsPath, RuleParse, fmt.Sprintf("%s: not valid timestamp metadata: %v", s.tsPath, err), "")
 		return s
@@ -183,7 +186,7 @@ func scanRepo(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType]
 			fmt.Sprintf("%s does not match the length/hashes recorded in timestamp v%d: %v", s.snPath, ts.Signed.Version, err),
 			"the snapshot was changed after the timestamp was made: update and re-sign the timestamp")
 	}
-	sn, err := parse[metadata.SnapshotType](data)
+	sn, err := parseCached[metadata.SnapshotType](s.c, data)
 	if err != nil {
 		s.problem(metadata.SNAPSHOT, s.snPath, RuleParse, fmt.Sprintf("%s: not valid snapshot metadata: %v", s.snPath, err), "")
 		return s
@@ -297,7 +300,7 @@ func (s *scanned) loadTargets(fsys fs.FS, role string, m *metadata.MetaFiles, co
 			fmt.Sprintf("%s does not match the length/hashes recorded in snapshot v%d: %v", p, s.snapshot.Signed.Version, err),
 			"the file was changed after the snapshot was made: update and re-sign snapshot and timestamp")
 	}
-	md, err := parse[metadata.TargetsType](data)
+	md, err := parseCached[metadata.TargetsType](s.c, data)
 	if err != nil {
 		s.problem(role, p, RuleParse, fmt.Sprintf("%s: not valid targets metadata: %v", p, err), "")
 		return nil, p
@@ -351,7 +354,7 @@ func Load(fsys fs.FS) (*Repo, error) {
 	if fsys == nil {
 		return nil, errors.New("no repository file system")
 	}
-	s := scanRepo(fsys, 1, nil)
+	s := scanRepo(fsys, 1, nil, nil)
 	if s.ioErr != nil {
 		return nil, s.ioErr
 	}

@@ -779,7 +779,7 @@ func (r *Repo) Needed(role string) ([]Requirement, error) {
 	}
 	keys, ids, threshold := d.keys()
 	q := Requirement{From: fmt.Sprintf("%s v%d", d.name, d.md.Signed.Version), KeyIDs: slices.Clone(ids), Threshold: threshold}
-	q.Have, _ = countValid(md.Signatures, payload, keys, ids)
+	q.Have, _ = countValid(nil, md.Signatures, payload, keys, ids)
 	return []Requirement{q}, nil
 }
 
@@ -790,14 +790,16 @@ func requirement(from string, keys map[string]*metadata.Key, role *metadata.Role
 	}
 	q.KeyIDs = slices.Clone(role.KeyIDs)
 	q.Threshold = role.Threshold
-	q.Have, _ = countValid(sigs, payload, keys, role.KeyIDs)
+	q.Have, _ = countValid(nil, sigs, payload, keys, role.KeyIDs)
 	return q
 }
 
 // countValid counts distinct keys among ids with a valid signature over
 // payload. It also returns the ids of keys whose signature verified only
 // because of a lax encoding (ECDSA not in DER).
-func countValid(sigs []metadata.Signature, payload []byte, keys map[string]*metadata.Key, ids []string) (int, []string) {
+//
+// c (nil for none) remembers keys and signatures already checked.
+func countValid(c *Cache, sigs []metadata.Signature, payload []byte, keys map[string]*metadata.Key, ids []string) (int, []string) {
 	seen := map[string]bool{}
 	var lax []string
 	n := 0
@@ -806,11 +808,7 @@ func countValid(sigs []metadata.Signature, payload []byte, keys map[string]*meta
 		if k == nil {
 			continue
 		}
-		pub, err := CryptoPublicKey(k)
-		if err != nil {
-			continue
-		}
-		fp, err := fingerprint(pub)
+		pub, fp, err := c.key(k)
 		if err != nil || seen[fp] {
 			continue
 		}
@@ -818,10 +816,10 @@ func countValid(sigs []metadata.Signature, payload []byte, keys map[string]*meta
 			if s.KeyID != id {
 				continue
 			}
-			if verifySignature(k, payload, s.Signature, false) == nil {
+			if r := c.checkSig(k, pub, payload, s.Signature); r.valid {
 				seen[fp] = true
 				n++
-			} else if laxVerify(pub, k, payload, s.Signature) {
+			} else if r.lax {
 				lax = append(lax, id)
 			}
 			break

@@ -14,9 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/secure-systems-lab/go-securesystemslib/cjson"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 )
 
 // Rules name what a Problem is about.
@@ -57,6 +55,10 @@ type VerifyOptions struct {
 	// CheckTargets checks every listed target file under targets/ against
 	// its length and hashes.
 	CheckTargets bool
+	// Cache, shared with CheckClients and CheckVersions over the same
+	// files, parses and checks each distinct file once; nil means a cache
+	// for this call only.
+	Cache *Cache
 }
 
 // Report is the outcome of Verify.
@@ -105,6 +107,7 @@ type verifier struct {
 	trusted []byte
 	tfile   string
 	chain   []scannedRoot
+	c       *Cache
 }
 
 func (v *verifier) add(role, file, rule, detail, hint string) {
@@ -131,7 +134,8 @@ func Verify(fsys fs.FS, opts VerifyOptions) (*Report, error) {
 	if fsys == nil {
 		return nil, errors.New("no repository file system")
 	}
-	v := &verifier{fsys: fsys, opts: opts, at: opts.At, rep: &Report{}}
+	v := &verifier{fsys: readOnce(fsys), opts: opts, at: opts.At, rep: &Report{}, c: cacheOrNew(opts.Cache)}
+	fsys = v.fsys
 	if v.at.IsZero() {
 		v.at = time.Now()
 	}
@@ -149,12 +153,12 @@ func Verify(fsys fs.FS, opts VerifyOptions) (*Report, error) {
 		}
 		v.trusted = data
 	}
-	base, err := parse[metadata.RootType](v.trusted)
+	base, err := parseCached[metadata.RootType](v.c, v.trusted)
 	if err != nil {
 		v.add(metadata.ROOT, v.tfile, RuleParse, fmt.Sprintf("%s: not valid root metadata: %v", v.tfile, err), "")
 		return v.finish(), nil
 	}
-	v.s = scanRepo(fsys, base.Signed.Version+1, base)
+	v.s = scanRepo(fsys, base.Signed.Version+1, base, v.c)
 	if v.s.ioErr != nil {
 		return nil, v.s.ioErr
 	}
@@ -218,7 +222,7 @@ func (v *verifier) checkRoots() {
 			}
 			v.checkRoleKeyIDs(metadata.ROOT, cr.path, fmt.Sprintf("%s, role %s", label, name), md.Signed.Keys, role.KeyIDs, role.Threshold)
 		}
-		payload, err := cjson.EncodeCanonical(md.Signed)
+		payload, err := v.c.canonical(md, md.Signed)
 		if err != nil {
 			v.add(metadata.ROOT, cr.path, RuleParse, fmt.Sprintf("%s: cannot be encoded as canonical JSON: %v", label, err), "")
 			v.rep.Roles = append(v.rep.Roles, rr)
@@ -237,7 +241,7 @@ func (v *verifier) checkRoots() {
 			prev := v.chain[i-1].md
 			rr.Delegator = rootLabel(prev)
 			if pr := prev.Signed.Roles[metadata.ROOT]; pr != nil {
-				n, _ := countValid(md.Signatures, payload, prev.Signed.Keys, pr.KeyIDs)
+				n, _ := countValid(v.c, md.Signatures, payload, prev.Signed.Keys, pr.KeyIDs)
 				if n < pr.Threshold {
 					v.add(metadata.ROOT, cr.path, RuleRootChain,
 						fmt.Sprintf("%s: signed by %d of %d required keys of %s", label, n, pr.Threshold, rootLabel(prev)),
@@ -291,7 +295,7 @@ func (v *verifier) checkTopLevel() {
 		v.checkSpec(e.role, e.file, e.role, spec)
 		if role := root.Signed.Roles[e.role]; role != nil {
 			rr.Threshold, rr.KeyIDs = role.Threshold, slices.Clone(role.KeyIDs)
-			rr.ValidSignatures = v.checkSigned(e.role, e.file, e.role, from, signed, sigs, root.Signed.Keys, role.KeyIDs, role.Threshold)
+			rr.ValidSignatures = v.checkSigned(e.role, e.file, e.role, from, e.md, signed, sigs, root.Signed.Keys, role.KeyIDs, role.Threshold)
 		}
 		v.checkExpiry(e.role, e.file, e.role, expires)
 		v.rep.Roles = append(v.rep.Roles, rr)
@@ -308,7 +312,7 @@ func (v *verifier) checkDelegated() {
 		if del := v.delegation(d.name, d.delegator); del != nil {
 			keys, ids, threshold := del.keys()
 			rr.Threshold, rr.KeyIDs = threshold, slices.Clone(ids)
-			rr.ValidSignatures = v.checkSigned(d.name, d.path, d.name, d.delegator, d.md.Signed, d.md.Signatures, keys, ids, threshold)
+			rr.ValidSignatures = v.checkSigned(d.name, d.path, d.name, d.delegator, d.md, d.md.Signed, d.md.Signatures, keys, ids, threshold)
 			for _, p := range slices.Sorted(maps.Keys(d.md.Signed.Targets)) {
 				if !del.covers(d.name, p) {
 					v.add(d.name, d.path, RuleDelegation,
@@ -439,9 +443,10 @@ func (v *verifier) checkRoleKeyIDs(role, file, label string, keys map[string]*me
 	}
 }
 
-// checkSigned counts the valid signatures of a role and reports a shortfall.
-func (v *verifier) checkSigned(role, file, label, from string, signed any, sigs []metadata.Signature, keys map[string]*metadata.Key, ids []string, threshold int) int {
-	payload, err := cjson.EncodeCanonical(signed)
+// checkSigned counts the valid signatures of a role (md, whose signed part
+// is signed) and reports a shortfall.
+func (v *verifier) checkSigned(role, file, label, from string, md, signed any, sigs []metadata.Signature, keys map[string]*metadata.Key, ids []string, threshold int) int {
+	payload, err := v.c.canonical(md, signed)
 	if err != nil {
 		v.add(role, file, RuleParse, fmt.Sprintf("%s: cannot be encoded as canonical JSON: %v", label, err), "")
 		return 0
@@ -455,7 +460,7 @@ func (v *verifier) checkSigned(role, file, label, from string, signed any, sigs 
 }
 
 func (v *verifier) countSigs(role, file, label string, sigs []metadata.Signature, payload []byte, keys map[string]*metadata.Key, ids []string) int {
-	n, lax := countValid(sigs, payload, keys, ids)
+	n, lax := countValid(v.c, sigs, payload, keys, ids)
 	for _, id := range lax {
 		v.add(role, file, RuleSigEncoding, fmt.Sprintf("%s: the signature by key %s is raw r||s, not ASN.1 DER", label, short(id)),
 			"go-tuf accepts it but python-tuf and tuf-js do not: re-sign with a signer that returns DER")
@@ -575,20 +580,14 @@ func checkTargetFile(fsys fs.FS, name string, tf *metadata.TargetFiles) (string,
 // walk runs go-tuf's client rules over the scanned files and reports the
 // first rule each file breaks. It returns the error that stopped the walk.
 func (v *verifier) walk(ref time.Time) error {
-	var tm *trustedmetadata.TrustedMetadata
-	err := safe(func() error {
-		var err error
-		tm, err = trustedmetadata.New(v.trusted)
-		return err
-	})
+	tm, err := newClient(v.c, v.trusted, ref)
 	if err != nil {
 		v.clientProblem(metadata.ROOT, v.tfile, rootLabel(v.chain[0].md), err)
 		return err
 	}
-	tm.RefTime = ref
 	s := v.s
 	for _, r := range s.roots {
-		if err := safe(func() error { _, err := tm.UpdateRoot(s.raw[r.path]); return err }); err != nil {
+		if err := tm.updateRoot(s.raw[r.path]); err != nil {
 			v.clientProblem(metadata.ROOT, r.path, rootLabel(r.md), err)
 			return err
 		}
@@ -596,9 +595,9 @@ func (v *verifier) walk(ref time.Time) error {
 	if s.timestamp == nil {
 		return nil
 	}
-	err = safe(func() error { _, err := tm.UpdateTimestamp(s.raw[s.tsPath]); return err })
+	err = tm.updateTimestamp(s.raw[s.tsPath])
 	if err != nil {
-		if tm.Timestamp == nil && errors.Is(err, &metadata.ErrExpiredMetadata{}) {
+		if tm.tm.Timestamp == nil && errors.Is(err, &metadata.ErrExpiredMetadata{}) {
 			final := v.finalRoot()
 			v.clientProblem(metadata.ROOT, final.path, rootLabel(final.md), err)
 		} else {
@@ -609,23 +608,23 @@ func (v *verifier) walk(ref time.Time) error {
 	if s.snapshot == nil {
 		return nil
 	}
-	if err := safe(func() error { _, err := tm.UpdateSnapshot(s.raw[s.snPath], false); return err }); err != nil {
+	if err := tm.updateSnapshot(s.raw[s.snPath], false); err != nil {
 		v.clientProblem(metadata.SNAPSHOT, s.snPath, metadata.SNAPSHOT, err)
 		return err
 	}
 	if s.targets == nil {
 		return nil
 	}
-	if err := safe(func() error { _, err := tm.UpdateTargets(s.raw[s.tgPath]); return err }); err != nil {
+	if err := tm.updateTargets(s.raw[s.tgPath]); err != nil {
 		v.clientProblem(metadata.TARGETS, s.tgPath, metadata.TARGETS, err)
 		return err
 	}
 	var first error
 	for _, d := range s.delegated {
-		if tm.Targets[d.delegator] == nil {
+		if tm.tm.Targets[d.delegator] == nil {
 			continue // its delegator failed: not reached
 		}
-		err := safe(func() error { _, err := tm.UpdateDelegatedTargets(s.raw[d.path], d.name, d.delegator); return err })
+		err := tm.updateDelegated(s.raw[d.path], d.name, d.delegator)
 		if err != nil {
 			v.clientProblem(d.name, d.path, d.name, err)
 			if first == nil {

@@ -15,8 +15,9 @@ import (
 // does not grow as clients require: a root file that changed or vanished,
 // a timestamp, snapshot or role listed in the snapshot whose version went
 // down, and metadata whose content changed under the same version
-// (clients that already have that version never fetch it again).
-func CheckVersions(before, after fs.FS) []Problem {
+// (clients that already have that version never fetch it again). c (nil
+// for none) is the Cache shared with Verify and CheckClients.
+func CheckVersions(before, after fs.FS, c *Cache) []Problem {
 	var probs []Problem
 	add := func(role, file, detail, hint string) {
 		probs = append(probs, Problem{Role: role, File: file, Rule: RuleVersion, Detail: detail, Hint: hint})
@@ -35,8 +36,8 @@ func CheckVersions(before, after fs.FS) []Problem {
 		}
 	}
 
-	oldTS, _ := readTimestamp(before)
-	newTS, newData := readTimestamp(after)
+	oldTS, _ := readTimestamp(c, before)
+	newTS, newData := readTimestamp(c, after)
 	if oldTS == nil || newTS == nil {
 		return probs
 	}
@@ -58,7 +59,7 @@ func CheckVersions(before, after fs.FS) []Problem {
 		add(metadata.SNAPSHOT, "", fmt.Sprintf("snapshot would go from v%d down to v%d: clients refuse it as a rollback", oldSM.Version, newSM.Version),
 			"give the snapshot a version above every one published")
 	}
-	consistent := len(newRoots) > 0 && rootConsistent(newRoots[len(newRoots)-1])
+	consistent := len(newRoots) > 0 && rootConsistent(c, newRoots[len(newRoots)-1])
 	oldSnPath := rolePath(metadata.SNAPSHOT, oldSM.Version, consistent)
 	newSnPath := rolePath(metadata.SNAPSHOT, newSM.Version, consistent)
 	oldSnData, err1 := fs.ReadFile(before, oldSnPath)
@@ -70,8 +71,8 @@ func CheckVersions(before, after fs.FS) []Problem {
 		add(metadata.SNAPSHOT, newSnPath, fmt.Sprintf("snapshot v%d would change without a new version: clients that have it never see the change", oldSM.Version),
 			"give the snapshot a new version")
 	}
-	oldSn, err1 := parse[metadata.SnapshotType](oldSnData)
-	newSn, err2 := parse[metadata.SnapshotType](newSnData)
+	oldSn, err1 := parseCached[metadata.SnapshotType](c, oldSnData)
+	newSn, err2 := parseCached[metadata.SnapshotType](c, newSnData)
 	if err1 != nil || err2 != nil {
 		return probs
 	}
@@ -105,19 +106,19 @@ func CheckVersions(before, after fs.FS) []Problem {
 	return probs
 }
 
-func readTimestamp(fsys fs.FS) (*metadata.Metadata[metadata.TimestampType], []byte) {
+func readTimestamp(c *Cache, fsys fs.FS) (*metadata.Metadata[metadata.TimestampType], []byte) {
 	data, err := fs.ReadFile(fsys, timestampPath())
 	if err != nil {
 		return nil, nil
 	}
-	md, err := parse[metadata.TimestampType](data)
+	md, err := parseCached[metadata.TimestampType](c, data)
 	if err != nil {
 		return nil, nil
 	}
 	return md, data
 }
 
-func rootConsistent(data []byte) bool {
-	md, err := parse[metadata.RootType](data)
+func rootConsistent(c *Cache, data []byte) bool {
+	md, err := parseCached[metadata.RootType](c, data)
 	return err == nil && md.Signed.ConsistentSnapshot
 }

@@ -1,0 +1,123 @@
+package roles
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// checkAll runs what a preflight runs over after (and before): Verify,
+// CheckVersions and CheckClients, with one cache shared by all of them or,
+// withCache false, with no cache at all. It returns everything they said.
+func checkAll(t *testing.T, before, after fstest.MapFS, at time.Time, withCache bool) string {
+	t.Helper()
+	uncached = !withCache
+	defer func() { uncached = false }()
+	var c *Cache
+	if withCache {
+		c = NewCache()
+	}
+	var out bytes.Buffer
+	for _, opts := range []VerifyOptions{
+		{At: at, CheckTargets: true, Cache: c, Margins: map[string]time.Duration{"*": time.Hour}},
+		{At: at, Cache: c, TrustedRoot: after["metadata/1.root.json"].Data},
+		{At: at.Add(400 * day), Cache: c}, // everything expired: the walk without expiry too
+	} {
+		rep, err := Verify(after, opts)
+		fmt.Fprintf(&out, "verify: %+v %v\n", rep, err)
+	}
+	var b fs.FS
+	if before != nil {
+		b = before
+		fmt.Fprintf(&out, "versions: %+v\n", CheckVersions(before, after, c))
+	}
+	for _, at := range []time.Time{at, at.Add(2 * day)} {
+		probs, err := CheckClients(after, ClientCheckOptions{At: at, Before: b, Cache: c})
+		fmt.Fprintf(&out, "clients: %+v %v\n", probs, err)
+	}
+	return out.String()
+}
+
+// The cache changes nothing in what the checks find: every scenario gives
+// the same reports, problems and client verdicts with and without it.
+func TestCacheSameResults(t *testing.T) {
+	at := time.Now()
+	type scenario struct {
+		name          string
+		before, after fstest.MapFS
+	}
+	var cases []scenario
+
+	tr := newTestRepo(t, true)
+	v1 := fsOf(t, tr.Repo, testTargets)
+	cases = append(cases, scenario{"unchanged", v1, v1}, scenario{"fresh", nil, v1})
+
+	// A chain v1 → v4 with new keys each time; clients hold v1, v2 or v3.
+	chain := cloneRepo(t, v1)
+	signers := tr.root
+	var published fstest.MapFS
+	for v := 2; v <= 4; v++ {
+		next := []*Signer{newSigner(t, "p256"), newSigner(t, "ed25519")}
+		must(t, chain.BumpRole("root", time.Now().Add(365*day)))
+		must(t, chain.SetRoleKeys("root", RoleKeys{Keys: []*metadata.Key{next[0].Key(), next[1].Key()}, Threshold: 2}))
+		for _, s := range append(append([]*Signer{}, signers...), next...) {
+			must(t, Sign(chain.Root(), s))
+		}
+		signers = next
+		if v == 3 {
+			published = fsOf(t, chain, testTargets)
+		}
+	}
+	must(t, chain.UpdateTimestamp(time.Now().Add(day)))
+	must(t, Sign(chain.Timestamp, tr.timestamp))
+	v4 := fsOf(t, chain, testTargets)
+	cases = append(cases, scenario{"chain from v1", v1, v4}, scenario{"chain from v3", published, v4})
+
+	// v4 whose last root lacks the previous root's threshold.
+	bad := cloneRepo(t, published)
+	must(t, bad.BumpRole("root", time.Now().Add(365*day)))
+	must(t, Sign(bad.Root(), signers[0]))
+	cases = append(cases, scenario{"broken chain", published, fsOf(t, bad, testTargets)})
+
+	// Tampered files, each in turn.
+	for _, name := range []string{"metadata/2.root.json", "metadata/timestamp.json", "metadata/1.snapshot.json", "metadata/1.targets.json", "metadata/1.releases.json"} {
+		after := fstest.MapFS{}
+		for p, f := range v4 {
+			after[p] = f
+		}
+		if f, ok := after[name]; ok {
+			after[name] = &fstest.MapFile{Data: bytes.Replace(f.Data, []byte(`"version": `), []byte(`"version": 9`), 1)}
+		}
+		cases = append(cases, scenario{"tampered " + name, published, after})
+	}
+
+	// A timestamp rolled back, and one fast-forwarded by an attacker.
+	rb := cloneRepo(t, v4)
+	rb.Timestamp.Signed.Version = 1
+	rb.Timestamp.Signatures = nil
+	must(t, Sign(rb.Timestamp, tr.timestamp))
+	cases = append(cases, scenario{"timestamp rollback", v4, fsOf(t, rb, testTargets)})
+	ff := cloneRepo(t, v1)
+	must(t, ff.BumpRole("timestamp", time.Now().Add(day)))
+	ff.Timestamp.Signed.Version = 1 << 40
+	must(t, Sign(ff.Timestamp, tr.timestamp))
+	attacked := fsOf(t, ff, testTargets)
+	cases = append(cases, scenario{"fast-forwarded", attacked, v1})
+
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			want := checkAll(t, tc.before, tc.after, at, false)
+			got := checkAll(t, tc.before, tc.after, at, true)
+			if got != want {
+				t.Fatalf("with the cache:\n%s\nwithout:\n%s", got, want)
+			}
+			t.Logf("%d reports not OK, %d client problems", strings.Count(want, "OK:false"), strings.Count(want, "go-tuf client"))
+		})
+	}
+}
