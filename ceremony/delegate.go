@@ -35,14 +35,6 @@ type DelegateOptions struct {
 	Expires Duration
 }
 
-// journalMaxFiles bounds the changes written through the redo journal:
-// clearing it looks for stale temporary files beside every file written,
-// which for 16,384 bins in one directory took over two minutes instead of
-// 17 s. Bigger changes are written in WriteFiles' order (immutable files
-// first, timestamp.json last), which leaves a consistent-snapshot
-// repository consistent after a crash.
-const journalMaxFiles = 1024
-
 // TufJSBinsWarn is the number of hashed bins above which DelegateAdd
 // warns that tuf-js clients get slow (see docs/performance.md).
 const TufJSBinsWarn = 4096
@@ -169,7 +161,7 @@ func (s *Session) DelegateAdd(ctx context.Context, dir string, opts DelegateOpti
 			details["paths"] = opts.Paths
 			details["terminating"] = opts.Terminating
 		}
-		res, err = s.commit(&change{journal: len(bins) <= journalMaxFiles, op: "delegate-add", dir: dir, repo: repo, policy: pol, now: now,
+		res, err = s.commit(&change{journal: true, op: "delegate-add", dir: dir, repo: repo, policy: pol, now: now,
 			changed: []string{opts.From, opts.Role, RoleSnapshot, RoleTimestamp}, extra: extra, details: details})
 		if res != nil && len(bins) > 0 {
 			foldBins(res, opts.Role, bins)

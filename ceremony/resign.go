@@ -674,21 +674,49 @@ func writeJournaled(dir string, files []File) error {
 
 // clearJournal removes the journal (durably: a journal that came back
 // after a crash would be applied over a later change) and any temporary
-// file an interrupted write left beside the files.
+// file an interrupted write left beside the files (".NAME.tmp-*" beside
+// NAME). Each directory is listed once, however many files the change
+// wrote into it (a glob per file made clearing 16,384 bins quadratic).
 func clearJournal(dir string, files []File) error {
-	seen := map[string]bool{}
+	names := map[string]map[string]bool{} // directory → names written there
 	for _, f := range files {
 		d, base := filepath.Split(filepath.Join(dir, f.Path))
-		stale, _ := filepath.Glob(filepath.Join(d, "."+base+".tmp-*"))
-		for _, p := range stale {
-			os.Remove(p)
+		if names[d] == nil {
+			names[d] = map[string]bool{}
 		}
-		seen[d] = true
+		names[d][base] = true
+	}
+	for d, written := range names {
+		entries, _ := os.ReadDir(d)
+		for _, e := range entries {
+			if staleTemp(e.Name(), written) {
+				os.Remove(filepath.Join(d, e.Name()))
+			}
+		}
 	}
 	if err := os.Remove(filepath.Join(dir, JournalFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return &IOError{Op: "remove", Path: filepath.Join(dir, JournalFile), Err: err}
 	}
 	return syncDir(dir)
+}
+
+// staleTemp reports whether name is ".NAME.tmp-SUFFIX" for a NAME in
+// written: a temporary file writeAtomic left for one of them.
+func staleTemp(name string, written map[string]bool) bool {
+	if !strings.HasPrefix(name, ".") {
+		return false
+	}
+	for i := 1; i < len(name); i++ {
+		j := strings.Index(name[i:], ".tmp-")
+		if j < 0 {
+			return false
+		}
+		i += j
+		if written[name[1:i]] {
+			return true
+		}
+	}
+	return false
 }
 
 // RecoverJournal finishes a change that a crash interrupted in dir (see

@@ -381,7 +381,7 @@ func (s *Session) Revoke(ctx context.Context, dir string, opts RevokeOptions) (*
 		if len(retiredIDs) > 0 {
 			details["retired_key_records"] = retiredIDs
 		}
-		res, err = s.commit(&change{journal: len(bumped) <= journalMaxFiles, op: "revoke", dir: dir, repo: repo, policy: pol, now: now, changed: changed, extra: append(extra, retired...), details: details})
+		res, err = s.commit(&change{journal: true, op: "revoke", dir: dir, repo: repo, policy: pol, now: now, changed: changed, extra: append(extra, retired...), details: details})
 		if err != nil {
 			return err
 		}

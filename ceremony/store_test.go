@@ -116,3 +116,31 @@ func TestTranscriptChain(t *testing.T) {
 }
 
 func timeAt(i int) time.Time { return time.Date(2026, 11, 25, i, 0, 0, 0, time.UTC) }
+
+// clearJournal removes the temporary files an interrupted write left
+// beside the files of the change, and nothing else.
+func TestClearJournalRemovesStaleTemps(t *testing.T) {
+	dir := t.TempDir()
+	files := []File{{Path: "metadata/1.bins-0a.json"}, {Path: "metadata/a.tmp-b.json"}, {Path: TranscriptFile}}
+	stale := []string{"metadata/.1.bins-0a.json.tmp-123", "metadata/.a.tmp-b.json.tmp-9", "metadata/.a.tmp-b.json.tmp-", "." + TranscriptFile + ".tmp-77"}
+	keep := []string{"metadata/.1.bins-0b.json.tmp-1", "metadata/1.bins-0a.json.tmp-1", "metadata/.1.bins-0a.json", "metadata/.a.tmp-1", "other/.1.bins-0a.json.tmp-5"}
+	for _, p := range append(append([]string{JournalFile}, stale...), keep...) {
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, p), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := clearJournal(dir, files); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range append([]string{JournalFile}, stale...) {
+		if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
+			t.Errorf("%s left", p)
+		}
+	}
+	for _, p := range keep {
+		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
+			t.Errorf("%s removed: %v", p, err)
+		}
+	}
+}
