@@ -2,6 +2,7 @@ package ceremony
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,6 +142,39 @@ func TestClearJournalRemovesStaleTemps(t *testing.T) {
 	for _, p := range keep {
 		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
 			t.Errorf("%s removed: %v", p, err)
+		}
+	}
+}
+
+// WriteFiles writes a group (here the immutable files) all or nothing as
+// far as it can: when one file of the group cannot be written, no file of
+// the group is renamed into place, no later group is started, and no
+// temporary file is left.
+func TestWriteFilesGroupFailure(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "blocker"), []byte("a file where a directory should be"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var files []File
+	for i := range 50 {
+		files = append(files, File{Path: fmt.Sprintf("metadata/1.bins-%02x.json", i), Data: []byte("bin"), Immutable: true})
+	}
+	files = append(files, File{Path: "blocker/1.x.json", Data: []byte("x"), Immutable: true}, File{Path: "metadata/timestamp.json", Data: []byte("ts")})
+	if err := WriteFiles(dir, files); err == nil {
+		t.Fatal("no error")
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "metadata"))
+	for _, e := range entries {
+		t.Errorf("written or left behind: metadata/%s", e.Name())
+	}
+	// Then the same change without the obstacle: every file in place.
+	files[50].Path = "targets/1.x.json"
+	if err := WriteFiles(dir, files); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if got, err := os.ReadFile(filepath.Join(dir, f.Path)); err != nil || string(got) != string(f.Data) {
+			t.Errorf("%s = %q, %v", f.Path, got, err)
 		}
 	}
 }
