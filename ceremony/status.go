@@ -77,7 +77,10 @@ func Status(dir string, at time.Time) (*StatusReport, error) {
 		}
 		pol = &Policy{Version: 1, Roles: map[string]RolePolicy{}} // a repository rootkeeper did not write
 	}
-	report, err := roles.Verify(os.DirFS(dir), roles.VerifyOptions{At: at, CheckTargets: true})
+	// Verify and the delegation listing read and parse each file once.
+	cache := roles.NewCache()
+	fsys := roles.ReadOnce(os.DirFS(dir))
+	report, err := roles.Verify(fsys, roles.VerifyOptions{At: at, CheckTargets: true, Cache: cache})
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +127,7 @@ func Status(dir string, at time.Time) (*StatusReport, error) {
 	if !report.OK {
 		st.Health = Invalid
 	}
-	if repo, err := roles.Load(os.DirFS(dir)); err == nil {
+	if repo, err := roles.LoadShared(fsys, cache); err == nil {
 		st.Delegations = repo.Delegations()
 	}
 	return st, nil

@@ -121,3 +121,26 @@ func TestCacheSameResults(t *testing.T) {
 		})
 	}
 }
+
+// LoadShared sees the repository Load sees, parsing nothing Verify parsed.
+func TestLoadShared(t *testing.T) {
+	tr := newTestRepo(t, true)
+	fsys := fsOf(t, tr.Repo, testTargets)
+	c := NewCache()
+	verifyOK(t, fsys, VerifyOptions{Cache: c})
+	parsed := len(c.parsed)
+	shared, err := LoadShared(fsys, c)
+	must(t, err)
+	if len(c.parsed) != parsed {
+		t.Errorf("LoadShared parsed %d more files", len(c.parsed)-parsed)
+	}
+	own, err := Load(fsys)
+	must(t, err)
+	if got, want := fmt.Sprintf("%+v", shared.Delegations()), fmt.Sprintf("%+v", own.Delegations()); got != want {
+		t.Fatalf("delegations %s, want %s", got, want)
+	}
+	if shared.Root().Signed.Version != own.Root().Signed.Version || len(shared.Delegated) != len(own.Delegated) ||
+		shared.Timestamp.Signed.Version != own.Timestamp.Signed.Version {
+		t.Fatal("LoadShared and Load differ")
+	}
+}

@@ -350,11 +350,19 @@ func isTopLevel(name string) bool {
 // timestamp, the snapshot it names, targets and all delegated roles
 // reachable from targets. Load checks structure, names and versions, not
 // signatures: use Verify for that.
-func Load(fsys fs.FS) (*Repo, error) {
+func Load(fsys fs.FS) (*Repo, error) { return load(fsys, nil) }
+
+// LoadShared is Load for reading only (status, listings): it parses
+// through c, so files that Verify already parsed with the same Cache are
+// not parsed again. The Repo shares its metadata with c: it must not be
+// changed, and Files encodes it anew rather than keeping the bytes read.
+func LoadShared(fsys fs.FS, c *Cache) (*Repo, error) { return load(fsys, cacheOrNew(c)) }
+
+func load(fsys fs.FS, c *Cache) (*Repo, error) {
 	if fsys == nil {
 		return nil, errors.New("no repository file system")
 	}
-	s := scanRepo(fsys, 1, nil, nil)
+	s := scanRepo(fsys, 1, nil, c)
 	if s.ioErr != nil {
 		return nil, s.ioErr
 	}
@@ -370,6 +378,17 @@ func Load(fsys fs.FS) (*Repo, error) {
 		return nil, errors.New(msg)
 	}
 	r := &Repo{Delegated: map[string]*metadata.Metadata[metadata.TargetsType]{}, raw: map[string]rawFile{}}
+	if c != nil {
+		r.Roots = make([]*metadata.Metadata[metadata.RootType], 0, len(s.roots))
+		for _, sr := range s.roots {
+			r.Roots = append(r.Roots, sr.md)
+		}
+		r.Timestamp, r.Snapshot, r.Targets = s.timestamp, s.snapshot, s.targets
+		for _, d := range s.delegated {
+			r.Delegated[d.name] = d.md
+		}
+		return r, nil
+	}
 	for _, sr := range s.roots {
 		r.Roots = append(r.Roots, sr.md)
 		r.remember(sr.path, s.raw[sr.path], sr.md)
