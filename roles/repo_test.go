@@ -237,3 +237,14 @@ func TestOverlayFS(t *testing.T) {
 		t.Fatalf("overlay read %q", data)
 	}
 }
+
+// An empty delegated role is refused by BumpRole of that role and by
+// everything that encodes the repository.
+func TestEmptyDelegatedRoleRefused(t *testing.T) {
+	tr := newTestRepo(t, false)
+	tr.Delegated["ghost"] = nil
+	mustErr(t, tr.BumpRole("ghost", time.Now().Add(day)), `delegated role "ghost" is empty`)
+	_, err := tr.Files()
+	mustErr(t, err, `delegated role "ghost" is empty`)
+	mustErr(t, tr.UpdateSnapshot(time.Now().Add(day)), `delegated role "ghost" is empty`)
+}
