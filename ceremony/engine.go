@@ -456,9 +456,15 @@ func marshalJSON(v any) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// withLock runs fn with the repository locked and its policy and metadata
-// loaded.
+// withLock runs fn with the repository locked, a change a crash
+// interrupted finished, and its policy and metadata loaded.
 func (s *Session) withLock(dir string, fn func(repo *roles.Repo, pol *Policy) error) error {
+	return lockAndLoad(dir, true, fn)
+}
+
+// lockAndLoad locks dir, optionally finishes an interrupted change from
+// the journal, loads the policy and the metadata, and runs fn.
+func lockAndLoad(dir string, recoverJournal bool, fn func(repo *roles.Repo, pol *Policy) error) error {
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return &RepoError{Dir: dir, Detail: "no such directory", HintText: "check --repo"}
 	}
@@ -467,8 +473,10 @@ func (s *Session) withLock(dir string, fn func(repo *roles.Repo, pol *Policy) er
 		return err
 	}
 	defer lock.Unlock(false)
-	if err := RecoverJournal(dir); err != nil { // finish a change a crash interrupted
-		return err
+	if recoverJournal {
+		if err := RecoverJournal(dir); err != nil {
+			return err
+		}
 	}
 	pol, err := LoadPolicy(dir)
 	if err != nil {

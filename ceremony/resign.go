@@ -607,24 +607,7 @@ func (s *Session) resignLocked(ctx context.Context, dir string, repo *roles.Repo
 // readLocked is withLock without the journal recovery, for runs that must
 // not write (--dry-run).
 func readLocked(dir string, fn func(repo *roles.Repo, pol *Policy) error) error {
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return &RepoError{Dir: dir, Detail: "no such directory", HintText: "check --repo"}
-	}
-	lock, err := LockRepo(dir)
-	if err != nil {
-		return err
-	}
-	defer lock.Unlock(false)
-	pol, err := LoadPolicy(dir)
-	if err != nil {
-		return err
-	}
-	repo, err := roles.Load(os.DirFS(dir))
-	if err != nil {
-		return &RepoError{Dir: dir, Detail: "cannot load metadata", Err: err,
-			HintText: "run rootkeeper verify --repo " + dir + " to see what is wrong"}
-	}
-	return fn(repo, pol)
+	return lockAndLoad(dir, false, fn)
 }
 
 // JournalFile holds a change while it is being written: it is written
