@@ -9,8 +9,6 @@ import (
 	"os/signal"
 	"strings"
 
-	"golang.org/x/term"
-
 	"github.com/rootkeeper/rootkeeper/hsm"
 )
 
@@ -115,35 +113,9 @@ func readPIN(ctx context.Context, req hsm.PINRequest) ([]byte, error) {
 	case req.Low:
 		prompt += " (few tries left)"
 	}
-	fmt.Fprint(tty, prompt+": ")
-	// Ctrl-C (which cancels ctx) stops the prompt at once: a line typed
-	// afterwards must never be sent as a PIN and cost a try.
-	fd := int(tty.Fd())
-	state, err := term.GetState(fd)
+	pin, err := readSecretTTY(ctx, tty, prompt+": ")
 	if err != nil {
-		return nil, fmt.Errorf("reading the PIN from the terminal: %w", err)
-	}
-	type result struct {
-		pin []byte
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		pin, err := term.ReadPassword(fd)
-		done <- result{pin, err}
-	}()
-	var pin []byte
-	select {
-	case <-ctx.Done():
-		term.Restore(fd, state)
-		fmt.Fprintln(tty)
-		return nil, errInterrupted
-	case r := <-done:
-		pin, err = r.pin, r.err
-	}
-	fmt.Fprintln(tty)
-	if err != nil {
-		return nil, fmt.Errorf("reading the PIN from the terminal: %w", err)
+		return nil, err
 	}
 	if len(pin) == 0 {
 		return nil, &hsm.Error{Kind: hsm.ErrNoPIN, URI: req.Device, Detail: "empty PIN", HintText: "type the PIN, or press Ctrl-C to stop"}
