@@ -62,14 +62,19 @@ func (t *tui) Notify(msg string) { fmt.Fprintf(t.stderr, "rootkeeper: %s\n", msg
 // Confirm shows the summary and asks on the terminal.
 func (t *tui) Confirm(summary string) (bool, error) {
 	fmt.Fprintln(t.stderr, summary)
+	return t.askTTY(context.Background(), "Sign and write?", "run on a terminal, or pass --yes after reviewing the plan")
+}
+
+// askTTY asks a yes/no question on /dev/tty. Without a terminal the answer
+// is no, with an error carrying noTTYHint; Ctrl-C (or ctx) stops it at
+// once, so a line typed afterwards is never taken for an answer.
+func (t *tui) askTTY(ctx context.Context, question, noTTYHint string) (bool, error) {
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil {
-		return false, &hsm.Error{Kind: hsm.ErrNoPIN, Detail: "confirmation needed but there is no terminal",
-			HintText: "run on a terminal, or pass --yes after reviewing the plan"}
+		return false, &hsm.Error{Kind: hsm.ErrNoPIN, Detail: "confirmation needed but there is no terminal to ask on", HintText: noTTYHint}
 	}
 	defer tty.Close()
-	fmt.Fprint(tty, "Sign and write? [y/N] ")
-	// Ctrl-C must stop here, not be taken for an answer typed later.
+	fmt.Fprint(tty, question+" [y/N] ")
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt)
 	defer signal.Stop(sig)
@@ -80,12 +85,13 @@ func (t *tui) Confirm(summary string) (bool, error) {
 	}()
 	select {
 	case <-sig:
-		fmt.Fprintln(tty)
-		return false, errInterrupted
+	case <-ctx.Done():
 	case line := <-lines:
 		ans := strings.ToLower(strings.TrimSpace(line))
 		return ans == "y" || ans == "yes", nil
 	}
+	fmt.Fprintln(tty)
+	return false, errInterrupted
 }
 
 // errInterrupted is returned when the officer presses Ctrl-C at a prompt.

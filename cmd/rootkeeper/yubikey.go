@@ -1,12 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
 	"text/tabwriter"
 
@@ -244,36 +243,15 @@ func readSecretTTY(ctx context.Context, tty *os.File, prompt string) ([]byte, er
 // ask asks a yes/no question on the terminal (hsm.Options.Confirm).
 func (t *tui) ask(question string) (bool, error) { return t.askContext(context.Background(), question) }
 
-// askContext asks a yes/no question on the terminal. Without a terminal
-// the answer is no, with an error that says so; Ctrl-C answers no.
+// askContext asks a yes/no question on the terminal; without one it shows
+// the question and answers no, with an error that says so.
 func (t *tui) askContext(ctx context.Context, question string) (bool, error) {
-	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
-	if err != nil {
+	ok, err := t.askTTY(ctx, question, "run the command on a terminal")
+	var he *hsm.Error
+	if errors.As(err, &he) && he.Kind == hsm.ErrNoPIN {
 		fmt.Fprintln(t.stderr, question)
-		return false, &hsm.Error{Kind: hsm.ErrNoPIN, Detail: "confirmation needed but there is no terminal to ask on",
-			HintText: "run the command on a terminal"}
 	}
-	defer tty.Close()
-	fmt.Fprint(tty, question+" [y/N] ")
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt)
-	defer signal.Stop(sig)
-	lines := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(tty).ReadString('\n')
-		lines <- line
-	}()
-	select {
-	case <-sig:
-		fmt.Fprintln(tty)
-		return false, errInterrupted
-	case <-ctx.Done():
-		fmt.Fprintln(tty)
-		return false, errInterrupted
-	case line := <-lines:
-		ans := strings.ToLower(strings.TrimSpace(line))
-		return ans == "y" || ans == "yes", nil
-	}
+	return ok, err
 }
 
 func (a *app) yubikeyUnblockCommand() *cobra.Command {
