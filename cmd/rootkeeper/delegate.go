@@ -63,14 +63,9 @@ targets. Bins must be the only delegation of their delegator.`,
 				}
 				opts.Expires = d
 			}
-			s := a.session()
-			s.Yes = yes
-			defer s.Close()
-			res, err := s.DelegateAdd(cmd.Context(), dir, opts)
-			if err != nil {
-				return err
-			}
-			return a.printResult(res, asJSON)
+			return a.change(yes, asJSON, func(s *ceremony.Session) (*ceremony.Result, error) {
+				return s.DelegateAdd(cmd.Context(), dir, opts)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&dir, "repo", "", "the repository's directory")
@@ -105,14 +100,9 @@ next update clients stop accepting the targets of the removed roles.`,
 			if err := requireFlag("role", role); err != nil {
 				return err
 			}
-			s := a.session()
-			s.Yes = yes
-			defer s.Close()
-			res, err := s.DelegateRemove(cmd.Context(), dir, role)
-			if err != nil {
-				return err
-			}
-			return a.printResult(res, asJSON)
+			return a.change(yes, asJSON, func(s *ceremony.Session) (*ceremony.Result, error) {
+				return s.DelegateRemove(cmd.Context(), dir, role)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&dir, "repo", "", "the repository's directory")

@@ -36,14 +36,9 @@ anything is written. DIR must be new or empty.`,
 			if err != nil {
 				return err
 			}
-			s := a.session()
-			s.Yes = yes
-			defer s.Close()
-			res, err := s.Init(cmd.Context(), plan, dir)
-			if err != nil {
-				return err
-			}
-			return a.printResult(res, asJSON)
+			return a.change(yes, asJSON, func(s *ceremony.Session) (*ceremony.Result, error) {
+				return s.Init(cmd.Context(), plan, dir)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&planPath, "plan", "", "the ceremony plan (YAML)")
@@ -77,13 +72,9 @@ Each target is named after the file's base name, under --prefix if given.`,
 			if err != nil {
 				return err
 			}
-			s := a.session()
-			defer s.Close()
-			res, err := s.AddTargets(cmd.Context(), dir, role, inputs)
-			if err != nil {
-				return err
-			}
-			return a.printResult(res, asJSON)
+			return a.change(false, asJSON, func(s *ceremony.Session) (*ceremony.Result, error) {
+				return s.AddTargets(cmd.Context(), dir, role, inputs)
+			})
 		},
 	}
 	remove := &cobra.Command{
@@ -96,13 +87,9 @@ Each target is named after the file's base name, under --prefix if given.`,
 			if len(args) == 0 {
 				return usageError{fmt.Errorf("no target paths to remove")}
 			}
-			s := a.session()
-			defer s.Close()
-			res, err := s.RemoveTargets(cmd.Context(), dir, role, args)
-			if err != nil {
-				return err
-			}
-			return a.printResult(res, asJSON)
+			return a.change(false, asJSON, func(s *ceremony.Session) (*ceremony.Result, error) {
+				return s.RemoveTargets(cmd.Context(), dir, role, args)
+			})
 		},
 	}
 	for _, c := range []*cobra.Command{add, remove} {
@@ -126,18 +113,27 @@ func (a *app) publishCommand() *cobra.Command {
 			if err := requireFlag("repo", dir); err != nil {
 				return err
 			}
-			s := a.session()
-			defer s.Close()
-			res, err := s.Publish(cmd.Context(), dir)
-			if err != nil {
-				return err
-			}
-			return a.printResult(res, asJSON)
+			return a.change(false, asJSON, func(s *ceremony.Session) (*ceremony.Result, error) {
+				return s.Publish(cmd.Context(), dir)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&dir, "repo", "", "the repository's directory")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
+}
+
+// change runs one repository change in a session of its own (closed
+// after) and prints what it wrote.
+func (a *app) change(yes, asJSON bool, fn func(*ceremony.Session) (*ceremony.Result, error)) error {
+	s := a.session()
+	s.Yes = yes
+	defer s.Close()
+	res, err := fn(s)
+	if err != nil {
+		return err
+	}
+	return a.printResult(res, asJSON)
 }
 
 func (a *app) printResult(res *ceremony.Result, asJSON bool) error {

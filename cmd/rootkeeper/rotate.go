@@ -40,14 +40,9 @@ Generate new keys first with rootkeeper key generate. See docs/runbook-rotation.
 			if err := requireFlag("role", opts.Role); err != nil {
 				return err
 			}
-			s := a.session()
-			s.Yes = yes
-			defer s.Close()
-			res, err := s.Rotate(cmd.Context(), dir, opts)
-			if err != nil {
-				return err
-			}
-			return a.printResult(res, asJSON)
+			return a.change(yes, asJSON, func(s *ceremony.Session) (*ceremony.Result, error) {
+				return s.Rotate(cmd.Context(), dir, opts)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&dir, "repo", "", "the repository's directory")
