@@ -27,7 +27,17 @@ func ShowSource(src string) string {
 // looksAbsolute reports whether s is printable ASCII that starts like an
 // absolute path or a file: URI.
 func looksAbsolute(s string) bool {
-	if len(s) > 4096 || !(strings.HasPrefix(s, "/") || strings.HasPrefix(strings.ToLower(s), "file:/")) {
+	if len(s) > 4096 {
+		return false
+	}
+	if l := strings.ToLower(s); strings.HasPrefix(l, "file:") {
+		rest := l[5:]
+		if strings.HasPrefix(rest, "//") && !strings.HasPrefix(rest, "///") && !strings.HasPrefix(rest, "//localhost/") {
+			return false // another host: its name is not shown
+		}
+		s = rest
+	}
+	if !strings.HasPrefix(s, "/") {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -92,7 +92,13 @@ func showName(n string) string {
 func checkAttrs(u *URI) error {
 	spec, ok := KnownAttributes[u.Scheme]
 	if !ok {
-		return nil // no backend: refused when the key is opened
+		registryMu.Lock()
+		_, registered := registry[u.Scheme]
+		registryMu.Unlock()
+		if registered {
+			return nil // a backend of its own, which checks its attributes
+		}
+		return fmt.Errorf("unknown scheme %q: rootkeeper keys are pkcs11: or yubikey: URIs", showName(u.Scheme))
 	}
 	for _, part := range []struct {
 		where, other string

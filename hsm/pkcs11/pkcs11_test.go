@@ -453,7 +453,10 @@ func TestWrongPIN(t *testing.T) {
 	for i, try := range []func() error{
 		func() error { _, err := b.Signer(bg, badURI("k2")); return err },
 		func() error { _, err := b.List(bg, badURI("")); return err },
-		func() error { _, err := good.List(bg, parse(t, "pkcs11:token=root-a?module-path="+env.ModulePath)); return err },
+		func() error {
+			_, err := good.List(bg, parse(t, "pkcs11:token=root-a?module-path="+env.ModulePath))
+			return err
+		},
 	} {
 		err := try()
 		if !errors.As(err, &pe) || !pe.Earlier || !strings.Contains(err.Error(), "earlier in this run") {
