@@ -38,6 +38,12 @@ func TestScripts(t *testing.T) {
 		}
 		t.Skipf("SoftHSM2 is not installed (%v); run make deps", err)
 	}
+	// The PKCS#11 shim (softhsm-test/pkcs11shim) wraps SoftHSM2 to report
+	// the PIN flags it never sets and to count C_Login calls: $SHIM.
+	shim, err := softhsm.BuildShim(t.TempDir())
+	if err != nil {
+		t.Fatalf("building the PKCS#11 shim (gcc is required): %v", err)
+	}
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
@@ -64,6 +70,10 @@ func TestScripts(t *testing.T) {
 			env.Setenv("BADPIN", bad)
 			env.Setenv("ROOTKEEPER_PKCS11_MODULE", module)
 			env.Setenv("ROOTKEEPER_PIN", "")
+			env.Setenv("SHIM", shim)
+			env.Setenv(softhsm.ShimModuleEnv, module)
+			env.Setenv(softhsm.ShimControlEnv, filepath.Join(env.WorkDir, ".shim-control"))
+			env.Setenv(softhsm.ShimLogEnv, filepath.Join(env.WorkDir, ".logins"))
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {
@@ -140,6 +150,50 @@ func TestScripts(t *testing.T) {
 				defer heldMu.Unlock()
 				held[p].Unlock(false)
 				delete(held, p)
+			},
+			// shim LINE... sets what the PKCS#11 shim reports ("* final-try",
+			// "root locked", "* low"); shim alone clears it.
+			"shim": func(ts *testscript.TestScript, neg bool, args []string) {
+				ts.Check(os.WriteFile(ts.Getenv(softhsm.ShimControlEnv), []byte(strings.Join(args, "\n")+"\n"), 0o600))
+			},
+			// logins N [TOKEN] fails unless the shim saw N C_Login calls (to
+			// TOKEN, if given) since the last logins, and starts counting anew.
+			"logins": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) < 1 || len(args) > 2 {
+					ts.Fatalf("usage: logins N [TOKEN]")
+				}
+				want, err := strconv.Atoi(args[0])
+				ts.Check(err)
+				log := ts.Getenv(softhsm.ShimLogEnv)
+				data, err := os.ReadFile(log)
+				if err != nil && !os.IsNotExist(err) {
+					ts.Fatalf("%v", err)
+				}
+				got := 0
+				for _, l := range strings.Split(string(data), "\n") {
+					if l != "" && (len(args) == 1 || strings.Contains(l, " token="+args[1]+" ")) {
+						got++
+					}
+				}
+				if (got == want) == neg {
+					ts.Fatalf("%d C_Login calls, want %d:\n%s", got, want, data)
+				}
+				ts.Check(os.WriteFile(log, nil, 0o600))
+			},
+			// p11keypair TOKEN LABEL ID [USAGE...] makes a P-256 key pair with
+			// pkcs11-tool, around rootkeeper (SoftHSM lets its private key
+			// also decrypt and unwrap unless told otherwise).
+			"p11keypair": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) < 3 {
+					ts.Fatalf("usage: p11keypair TOKEN LABEL ID [--usage-…]")
+				}
+				cmd := exec.Command("pkcs11-tool", append([]string{"--module", ts.Getenv("MODULE"), "--token-label", args[0],
+					"--login", "--pin", "env:" + softhsm.PINEnv, "--keypairgen", "--key-type", "EC:prime256v1",
+					"--label", args[1], "--id", args[2], "--usage-sign"}, args[3:]...)...)
+				cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+ts.Getenv("SOFTHSM2_CONF"), softhsm.PINEnv+"=4321")
+				if out, err := cmd.CombinedOutput(); err != nil {
+					ts.Fatalf("pkcs11-tool: %v\n%s", err, out)
+				}
 			},
 			// tamper FILE OLD NEW replaces text in a file, as an attacker would.
 			"tamper": func(ts *testscript.TestScript, neg bool, args []string) {
