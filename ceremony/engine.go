@@ -155,7 +155,7 @@ func objectOf(uri string) string {
 	if u, err := hsm.ParseURI(uri); err == nil {
 		return u.Object()
 	}
-	return uri
+	return hsm.Redact(uri) // a URI that does not parse may hold a PIN
 }
 
 // MismatchError reports a device key that is not the key a role trusts.
