@@ -284,15 +284,22 @@ func TestPINSafety(t *testing.T) {
 		t.Fatalf("sign after unblock: %v", err)
 	}
 
-	// Two keys on the device, a wrong PIN: one try is spent, the second key
-	// (and the first again) sends nothing more in the same run.
+	refusedOncePerRun(t, c, o, bad)
+}
+
+// refusedOncePerRun: with two keys on the device and a wrong PIN, one try
+// is spent; the second key (and the first again) sends nothing more in the
+// same run. The card is at 3 tries.
+func refusedOncePerRun(t *testing.T, c *pivcard.Card, o hsm.Options, bad string) {
+	ctx := context.Background()
+	d := digest(crypto.SHA256, "root")
 	gen := openBackend(t, o)
 	if _, err := gen.Generate(ctx, mustURI(t, fmt.Sprintf("yubikey:serial=%d;slot=82?management-key-source=%s", c.Serial(), factoryKeyFile(t))),
 		hsm.GenerateOptions{Algorithm: hsm.ECDSAP256, TouchPolicy: "never"}); err != nil {
 		t.Fatal(err)
 	}
 	gen.Close()
-	before = c.Stats()
+	before := c.Stats()
 	run := openBackend(t, o)
 	var errs []error
 	for _, slot := range []string{"9c", "82", "9c"} {
@@ -303,7 +310,10 @@ func TestPINSafety(t *testing.T) {
 		_, err = s.Sign(nil, d, crypto.SHA256)
 		errs = append(errs, err)
 	}
-	wantPINErr(errs[0], 2)
+	var pe *hsm.PINError
+	if !errors.As(errs[0], &pe) || pe.Retries != 2 || pe.Earlier {
+		t.Fatalf("first signature: %v", errs[0])
+	}
 	for i, err := range errs[1:] {
 		if !errors.As(err, &pe) || !pe.Earlier || !strings.Contains(err.Error(), "earlier in this run") {
 			t.Fatalf("signature %d after the wrong PIN: %v", i+2, err)
