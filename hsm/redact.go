@@ -62,7 +62,7 @@ func Redact(s string) string {
 	}
 	spec, known := KnownAttributes[strings.ToLower(scheme)]
 	path, query, hasQuery := strings.Cut(rest, "?")
-	out := strings.ToLower(showName(scheme)) + ":" + redactPart(path, ";", spec, known)
+	out := showName(strings.ToLower(scheme)) + ":" + redactPart(path, ";", spec, known)
 	if hasQuery {
 		out += "?" + redactPart(query, "&", spec, known)
 	}
