@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -26,11 +27,7 @@ func TestNoPINInOutput(t *testing.T) {
 	t.Setenv("ROOTKEEPER_PKCS11_MODULE", env.ModulePath)
 	t.Setenv("ROOTKEEPER_YUBIKEY_WAIT", "0")
 	dir := t.TempDir()
-	sh := func(args ...string) (string, int) {
-		var out bytes.Buffer
-		code := run(args, &out, &out)
-		return out.String(), code
-	}
+	sh := runCLI
 	must := func(args ...string) {
 		if out, code := sh(args...); code != 0 {
 			t.Fatalf("rootkeeper %s: exit %d\n%s", strings.Join(args, " "), code, out)
@@ -68,38 +65,9 @@ func TestNoPINInOutput(t *testing.T) {
 	}
 	wrong, twoLines := write("wrong.pin", leakPIN+"\n"), write("two.pin", leakPIN+"\n"+leakPIN+"\n")
 
-	// Each mistake, written into the timestamp key's URI.
 	base := "pkcs11:token=online;object=timestamp"
-	mistakes := []string{
-		base + "?pin-value=" + leakPIN, base + "?PIN-VALUE=" + leakPIN, base + ";Pin-Value=" + leakPIN,
-		base + "?pin_value=" + leakPIN, base + "?pin-source=" + leakPIN, base + "?pin_source=" + leakPIN,
-		base + "?PIN-SOURCE=" + leakPIN, base + "?pin=" + leakPIN, base + "?" + leakPIN, base + ";" + leakPIN,
-		base + "?pin-source=file:" + leakPIN, base + "?pin-source=file://" + leakPIN + "/x",
-		base + "?pin-source=" + leakPIN + "%0A", base + "?pin-source=" + wrong, base + "?pin-source=" + twoLines,
-		"yubikey:serial=1;slot=9c?pin-source=" + leakPIN, "yubikey:serial=1;slot=9c?management-key-source=" + leakPIN,
-		"yubikey:serial=1;slot=9c?pin-value=" + leakPIN, leakPIN, leakPIN + ":token=a",
-	}
-	commands := map[string]func(u string) []string{
-		"key generate": func(u string) []string { return []string{"key", "generate", strings.Replace(u, "timestamp", "new", 1)} },
-		"key show":     func(u string) []string { return []string{"key", "show", u} },
-		"key list":     func(u string) []string { return []string{"key", "list", u} },
-		"init": func(u string) []string {
-			return []string{"init", "--plan", plan(u), "--repo", filepath.Join(dir, "new"), "--yes"}
-		},
-		"rotate": func(u string) []string {
-			return []string{"rotate", "--repo", repo, "--role", "timestamp", "--add", u, "--remove", base, "--yes"}
-		},
-		"revoke": func(u string) []string {
-			return []string{"revoke", "--repo", repo, "--key", base, "--reason", "x", "--add", "timestamp=" + u, "--yes"}
-		},
-		"revoke-add": func(u string) []string {
-			return []string{"revoke", "--repo", repo, "--key", base, "--reason", "x", "--add", u, "--yes"}
-		},
-		"delegate add": func(u string) []string {
-			return []string{"delegate", "add", "--repo", repo, "--role", "team", "--key", u, "--paths", "team/*", "--yes"}
-		},
-		"status --key": func(u string) []string { return []string{"status", "--repo", repo, "--key", u} },
-	}
+	mistakes := pinMistakes(base, wrong, twoLines)
+	commands := uriCommands(base, dir, repo, plan)
 	// Commands that read the URIs from rootkeeper.yaml: the mistake is put there.
 	fromPolicy := map[string][]string{
 		"resign":      {"resign", "--repo", repo, "--role", "timestamp"},
@@ -143,8 +111,62 @@ func TestNoPINInOutput(t *testing.T) {
 		check("resign with "+hsm.PINEnv+"="+v, out)
 	}
 	// Nothing rootkeeper wrote holds the PIN either.
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || p == wrong || p == twoLines || strings.HasSuffix(p, "rootkeeper.yaml") {
+	noPINInFiles(t, dir, wrong, twoLines)
+}
+
+// pinMistakes are the ways a PIN can be put where it does not belong, in
+// the key URI base.
+func pinMistakes(base, wrong, twoLines string) []string {
+	return []string{
+		base + "?pin-value=" + leakPIN, base + "?PIN-VALUE=" + leakPIN, base + ";Pin-Value=" + leakPIN,
+		base + "?pin_value=" + leakPIN, base + "?pin-source=" + leakPIN, base + "?pin_source=" + leakPIN,
+		base + "?PIN-SOURCE=" + leakPIN, base + "?pin=" + leakPIN, base + "?" + leakPIN, base + ";" + leakPIN,
+		base + "?pin-source=file:" + leakPIN, base + "?pin-source=file://" + leakPIN + "/x",
+		base + "?pin-source=" + leakPIN + "%0A", base + "?pin-source=" + wrong, base + "?pin-source=" + twoLines,
+		"yubikey:serial=1;slot=9c?pin-source=" + leakPIN, "yubikey:serial=1;slot=9c?management-key-source=" + leakPIN,
+		"yubikey:serial=1;slot=9c?pin-value=" + leakPIN, leakPIN, leakPIN + ":token=a",
+	}
+}
+
+// uriCommands are the commands that take a key URI on the command line.
+func uriCommands(base, dir, repo string, plan func(string) string) map[string]func(u string) []string {
+	return map[string]func(u string) []string{
+		"key generate": func(u string) []string { return []string{"key", "generate", strings.Replace(u, "timestamp", "new", 1)} },
+		"key show":     func(u string) []string { return []string{"key", "show", u} },
+		"key list":     func(u string) []string { return []string{"key", "list", u} },
+		"init": func(u string) []string {
+			return []string{"init", "--plan", plan(u), "--repo", filepath.Join(dir, "new"), "--yes"}
+		},
+		"rotate": func(u string) []string {
+			return []string{"rotate", "--repo", repo, "--role", "timestamp", "--add", u, "--remove", base, "--yes"}
+		},
+		"revoke": func(u string) []string {
+			return []string{"revoke", "--repo", repo, "--key", base, "--reason", "x", "--add", "timestamp=" + u, "--yes"}
+		},
+		"revoke-add": func(u string) []string {
+			return []string{"revoke", "--repo", repo, "--key", base, "--reason", "x", "--add", u, "--yes"}
+		},
+		"delegate add": func(u string) []string {
+			return []string{"delegate", "add", "--repo", repo, "--role", "team", "--key", u, "--paths", "team/*", "--yes"}
+		},
+		"status --key": func(u string) []string { return []string{"status", "--repo", repo, "--key", u} },
+	}
+}
+
+// runCLI runs rootkeeper in process and returns what it printed (stdout and
+// stderr) and its exit status.
+func runCLI(args ...string) (string, int) {
+	var out bytes.Buffer
+	code := run(args, &out, &out)
+	return out.String(), code
+}
+
+// noPINInFiles fails if a file under dir other than skip (and the policy
+// the test itself edits) holds leakPIN.
+func noPINInFiles(t *testing.T, dir string, skip ...string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || slices.Contains(skip, p) || strings.HasSuffix(p, "rootkeeper.yaml") {
 			return err
 		}
 		data, err := os.ReadFile(p)
