@@ -81,7 +81,7 @@ func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result
 			if i < len(pinned) && pinned[i] != k.ID() {
 				return rk, &MismatchError{URI: uri, KeyID: k.ID(), Role: "the plan (" + role + ")", Trusted: []string{pinned[i]}}
 			}
-			if err := checkEvidence(k, require); err != nil {
+			if err := s.checkEvidence(k, role, require); err != nil {
 				return rk, err
 			}
 			if rp := plan.Role(role); rp != nil {

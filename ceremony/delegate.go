@@ -332,7 +332,9 @@ func ListDelegations(dir string) (*DelegationList, error) {
 	for _, d := range repo.Delegations() {
 		v := DelegationView{DelegationInfo: d}
 		if pol != nil {
-			v.URIs = pol.Roles[d.Name].Keys
+			for _, u := range pol.Roles[d.Name].Keys {
+				v.URIs = append(v.URIs, hsm.Redact(u)) // a pin-source that might be a PIN is not shown
+			}
 		}
 		out.Delegations = append(out.Delegations, v)
 	}

@@ -125,7 +125,17 @@ func (e *EvidenceError) Hint() string {
 	return "generate the key inside the device with rootkeeper key generate, or set require: none in the plan for test tokens only"
 }
 
-func checkEvidence(k *Key, require string) error {
+// checkEvidence checks a key's evidence against the requirement. A root
+// key whose private object may also decrypt, unwrap or derive is refused
+// under require: hardware-born and warned about otherwise.
+func (s *Session) checkEvidence(k *Key, role, require string) error {
+	if uses := k.Evidence.OtherUses(); role == RoleRoot && len(uses) > 0 {
+		why := fmt.Sprintf("the private key also allows %s: a root key should only sign", strings.Join(uses, ", "))
+		if require == RequireHardwareBorn || require == "" {
+			return &EvidenceError{URI: objectOf(k.URI), Require: RequireHardwareBorn, Summary: why}
+		}
+		s.progress("warning: %s: %s (generate root keys with rootkeeper key generate)", objectOf(k.URI), why)
+	}
 	switch require {
 	case RequireNone:
 		return nil
@@ -145,7 +155,7 @@ func objectOf(uri string) string {
 	if u, err := hsm.ParseURI(uri); err == nil {
 		return u.Object()
 	}
-	return uri
+	return hsm.Redact(uri) // a URI that does not parse may hold a PIN
 }
 
 // MismatchError reports a device key that is not the key a role trusts.

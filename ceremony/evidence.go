@@ -133,7 +133,7 @@ func checkRecord(rec *KeyRecord, name string, keys *hsm.Keyring, trusted map[str
 	}
 	u, err := hsm.ParseURI(rec.URI)
 	if err != nil {
-		problem(fmt.Sprintf("%s: the key URI %q cannot be parsed", name, rec.URI), restore)
+		problem(fmt.Sprintf("%s: the key URI %q cannot be parsed", name, hsm.Redact(rec.URI)), restore)
 		return
 	}
 	var v EvidenceVerifier

@@ -275,7 +275,7 @@ func validateRole(path string, threshold int, keys, keyids []string, expires, wi
 	for i, k := range keys {
 		kp := fmt.Sprintf("%s.keys[%d]", path, i)
 		if scheme, _, _ := strings.Cut(k, ":"); scheme != "pkcs11" && scheme != "yubikey" {
-			add(kp, "%q is not a hardware key URI (use pkcs11: or yubikey:; rootkeeper has no file-based keys)", k)
+			add(kp, "%q is not a hardware key URI (use pkcs11: or yubikey:; rootkeeper has no file-based keys)", hsm.Redact(k))
 			continue
 		}
 		u, err := hsm.ParseURI(k)

@@ -252,7 +252,7 @@ func (s *Session) openNewKeys(ctx context.Context, dir string, pol *Policy, role
 		if err != nil {
 			return nil, err
 		}
-		if err := checkEvidence(k, require); err != nil {
+		if err := s.checkEvidence(k, role, require); err != nil {
 			return nil, err
 		}
 		if err := checkKeyPolicy(k, role, pol.Roles[policyRole(pol, role)].KeyPolicy); err != nil {

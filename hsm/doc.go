@@ -11,5 +11,6 @@
 // PINs are read by [Options.ReadPIN] from a pin-source file named in the
 // URI, from the ROOTKEEPER_PIN environment variable, or from the prompt the
 // caller supplies — never from the URI itself (a pin-value attribute is
-// refused) and never from a default.
+// refused) and never from a default. What cannot be a PIN is never sent,
+// and what might be a PIN is never printed ([Redact], [ShowSource]).
 package hsm

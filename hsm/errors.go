@@ -62,9 +62,16 @@ type PINError struct {
 	Low      bool // the device says retries are low (CKF_USER_PIN_COUNT_LOW)
 	FinalTry bool // one try is left (CKF_USER_PIN_FINAL_TRY or Retries == 1)
 	Locked   bool // no try is left (CKF_USER_PIN_LOCKED or Retries == 0)
+	// Earlier reports a refusal from earlier in the run: nothing was sent
+	// this time, since a device that refused a PIN is sent no other PIN in
+	// the same run.
+	Earlier bool
 }
 
 func (e *PINError) Error() string {
+	if e.Earlier {
+		return fmt.Sprintf("%s: the device refused a PIN earlier in this run; rootkeeper sends it no other PIN until the next run", e.Device)
+	}
 	switch {
 	case e.Locked:
 		return fmt.Sprintf("%s: the PIN is locked", e.Device)
@@ -81,6 +88,8 @@ func (e *PINError) Error() string {
 // Hint says what to do next.
 func (e *PINError) Hint() string {
 	switch {
+	case e.Earlier && !e.Locked:
+		return "check the PIN source (pin-source file, ROOTKEEPER_PIN or the prompt), then run the command again"
 	case e.Locked:
 		return "only the security officer can unblock it: the PKCS#11 SO PIN sets a new user PIN (docs/runbook-bootstrap.md, \"When something goes wrong\"), a YubiKey PIN is unblocked with the PUK (docs/runbook-yubikey.md)"
 	case e.FinalTry || e.Retries == 1:

@@ -142,6 +142,13 @@ type Evidence struct {
 	AlwaysSensitive  bool `json:"always_sensitive,omitempty"`
 	Extractable      bool `json:"extractable,omitempty"`
 	Sensitive        bool `json:"sensitive,omitempty"`
+	// What else the private key may do besides signing (CKA_DECRYPT,
+	// CKA_UNWRAP, CKA_DERIVE, CKA_SIGN_RECOVER). A TUF key should only
+	// sign: see [Evidence.OtherUses].
+	Decrypt     bool `json:"decrypt,omitempty"`
+	Unwrap      bool `json:"unwrap,omitempty"`
+	Derive      bool `json:"derive,omitempty"`
+	SignRecover bool `json:"sign_recover,omitempty"`
 
 	// Token describes the PKCS#11 token.
 	TokenLabel        string `json:"token_label,omitempty"`
@@ -178,6 +185,26 @@ func (e *Evidence) HardwareBorn() bool {
 	return false
 }
 
+// OtherUses lists what the private key allows besides signing, among
+// decrypt, unwrap and derive: a key that also decrypts or unwraps can be
+// used as an oracle by whoever can ask the device, and a key that derives
+// shares secrets. A root key should allow none of them.
+func (e *Evidence) OtherUses() []string {
+	if e == nil {
+		return nil
+	}
+	var out []string
+	for _, u := range []struct {
+		on   bool
+		name string
+	}{{e.Decrypt, "decrypt"}, {e.Unwrap, "unwrap"}, {e.Derive, "derive"}} {
+		if u.on {
+			out = append(out, u.name)
+		}
+	}
+	return out
+}
+
 // Summary is a one-line account of the evidence for people.
 func (e *Evidence) Summary() string {
 	if e == nil {
@@ -189,8 +216,16 @@ func (e *Evidence) Summary() string {
 		if !e.HardwareBorn() {
 			verdict = "NOT hardware-born"
 		}
-		return fmt.Sprintf("%s (local=%t never_extractable=%t always_sensitive=%t extractable=%t) on %s %s serial %s",
-			verdict, e.Local, e.NeverExtractable, e.AlwaysSensitive, e.Extractable,
+		uses := e.OtherUses()
+		if e.SignRecover {
+			uses = append(uses, "sign-recover")
+		}
+		also := ""
+		if len(uses) > 0 {
+			also = "; the private key also allows " + strings.Join(uses, ", ")
+		}
+		return fmt.Sprintf("%s (local=%t never_extractable=%t always_sensitive=%t extractable=%t%s) on %s %s serial %s",
+			verdict, e.Local, e.NeverExtractable, e.AlwaysSensitive, e.Extractable, also,
 			strings.TrimSpace(e.TokenManufacturer), strings.TrimSpace(e.TokenModel), strings.TrimSpace(e.TokenSerial))
 	case EvidencePIV:
 		return fmt.Sprintf("attested by YubiKey serial %d firmware %s slot %s (pin %s, touch %s, roots %s)",

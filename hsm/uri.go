@@ -15,9 +15,12 @@ import (
 //
 // Path attributes (before "?", separated by ";") say which object is meant;
 // query attributes (after "?", separated by "&") say how to reach it. Values
-// are percent-decoded. An attribute may appear only once. The pin-value
-// attribute is refused: a PIN written in a URI ends up in shell history and
-// in argv, where every process on the machine can read it.
+// are percent-decoded. An attribute may appear only once. The attributes of
+// the pkcs11 and yubikey schemes are checked when the URI is parsed
+// ([KnownAttributes]): an unknown one is refused, never ignored. The
+// pin-value attribute is refused in any case: a PIN written in a URI ends
+// up in shell history and in argv, where every process on the machine can
+// read it.
 type URI struct {
 	// Scheme is "pkcs11" or "yubikey" (lower case).
 	Scheme string
@@ -29,7 +32,7 @@ type attr struct{ name, value string }
 
 // URIError reports a URI that cannot be parsed.
 type URIError struct {
-	URI    string // the text as given (a pin-value in it is masked)
+	URI    string // the text as given, with what might be a PIN masked (see [Redact])
 	Reason string
 }
 
@@ -40,10 +43,14 @@ func (e *URIError) Hint() string {
 	return "write keys as pkcs11:token=LABEL;object=LABEL?pin-source=FILE or yubikey:serial=N;slot=9c; see docs/uri.md"
 }
 
-// ParseURI parses s as an RFC 7512 style key URI.
+// ParseURI parses s as an RFC 7512 style key URI and checks its
+// attributes against the scheme's (see [KnownAttributes]): an unknown
+// attribute, one in the wrong part of the URI, a value rootkeeper cannot
+// honour, and pin-value in any case are refused, naming the attribute.
+// The error never repeats a value that might be a PIN (see [Redact]).
 func ParseURI(s string) (*URI, error) {
 	fail := func(format string, a ...any) (*URI, error) {
-		return nil, &URIError{URI: maskPIN(s), Reason: fmt.Sprintf(format, a...)}
+		return nil, &URIError{URI: Redact(s), Reason: fmt.Sprintf(format, a...)}
 	}
 	scheme, rest, ok := strings.Cut(s, ":")
 	if !ok || scheme == "" {
@@ -52,7 +59,7 @@ func ParseURI(s string) (*URI, error) {
 	scheme = strings.ToLower(scheme)
 	for _, r := range scheme {
 		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '+' || r == '.') {
-			return fail("invalid scheme %q", scheme)
+			return fail("invalid scheme %q", showName(scheme))
 		}
 	}
 	u := &URI{Scheme: scheme}
@@ -67,8 +74,8 @@ func ParseURI(s string) (*URI, error) {
 		}
 	}
 	for _, a := range append(append([]attr{}, u.path...), u.query...) {
-		if a.name == "pin-value" {
-			return fail("pin-value is not accepted: a PIN in a URI leaks through argv and shell history")
+		if strings.EqualFold(normalName(a.name), "pin-value") {
+			return fail("%s is not accepted: a PIN in a URI leaks through argv and shell history", showName(a.name))
 		}
 	}
 	if err := duplicates(u.path); err != nil {
@@ -76,6 +83,9 @@ func ParseURI(s string) (*URI, error) {
 	}
 	if err := duplicates(u.query); err != nil {
 		return fail("query: %v", err)
+	}
+	if err := checkAttrs(u); err != nil {
+		return fail("%v", err)
 	}
 	return u, nil
 }
@@ -91,19 +101,24 @@ func parseAttrs(s, sep string) ([]attr, error) {
 		}
 		name, value, ok := strings.Cut(part, "=")
 		if !ok {
-			return nil, fmt.Errorf("attribute %q has no value", part)
+			// The text may be a PIN typed without a name: name it only
+			// when it is a known attribute.
+			if isKnownName(part) {
+				return nil, fmt.Errorf("attribute %q has no value", part)
+			}
+			return nil, fmt.Errorf("an attribute has no value (%s)", notShown)
 		}
 		if name == "" {
 			return nil, fmt.Errorf("attribute with an empty name")
 		}
 		for _, r := range name {
 			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-				return nil, fmt.Errorf("invalid attribute name %q", name)
+				return nil, fmt.Errorf("invalid attribute name %q", showName(name))
 			}
 		}
 		v, err := url.PathUnescape(value)
 		if err != nil {
-			return nil, fmt.Errorf("attribute %q: bad percent-encoding", name)
+			return nil, fmt.Errorf("attribute %q: bad percent-encoding", showName(name))
 		}
 		out = append(out, attr{name: name, value: v})
 	}
@@ -114,26 +129,11 @@ func duplicates(attrs []attr) error {
 	seen := map[string]bool{}
 	for _, a := range attrs {
 		if seen[a.name] {
-			return fmt.Errorf("attribute %q appears twice", a.name)
+			return fmt.Errorf("attribute %q appears twice", showName(a.name))
 		}
 		seen[a.name] = true
 	}
 	return nil
-}
-
-// maskPIN hides the value of a pin-value attribute so that an error message
-// never repeats a PIN.
-func maskPIN(s string) string {
-	i := strings.Index(s, "pin-value=")
-	if i < 0 {
-		return s
-	}
-	j := i + len("pin-value=")
-	end := strings.IndexAny(s[j:], ";&?")
-	if end < 0 {
-		return s[:j] + "***"
-	}
-	return s[:j] + "***" + maskPIN(s[j+end:])
 }
 
 // Path returns the value of the path attribute name.

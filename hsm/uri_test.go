@@ -84,3 +84,98 @@ func FuzzParseURI(f *testing.F) {
 		}
 	})
 }
+
+// TestURIAttributes: each scheme's attributes are checked when the URI is
+// parsed, so that a policy never carries a URI rootkeeper would misread.
+func TestURIAttributes(t *testing.T) {
+	for _, ok := range []string{
+		"pkcs11:token=a;serial=1;manufacturer=m;model=x;object=k;id=%01;type=private?module-path=/m.so&pin-source=/p",
+		"pkcs11:token=a;library-manufacturer=SoftHSM;library-description=Implementation%20of%20PKCS11;library-version=2.6",
+		"pkcs11:token=a;library-version=2?module-name=softhsm2&pin-source=file://localhost/run/pin",
+		"yubikey:serial=1;slot=9c?pin-source=/p&management-key-source=file:///m",
+	} {
+		if _, err := ParseURI(ok); err != nil {
+			t.Errorf("ParseURI(%q): %v", ok, err)
+		}
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"pkcs11:token=a?pin_source=/run/pin", `unknown query attribute "pin_source" (did you mean pin-source?)`},
+		{"pkcs11:token=a?PIN-SOURCE=/run/pin", `(did you mean pin-source?)`},
+		{"pkcs11:token=a;objekt=k", `unknown path attribute "objekt": pkcs11: URIs take token, serial,`},
+		{"pkcs11:token=a;pin-source=/run/pin", "pin-source belongs in the query (after ?), not in the path"},
+		{"pkcs11:token=a?object=k", "object belongs in the path (before ?), not in the query"},
+		{"pkcs11:token=a;slot-id=3", "slot-id is not accepted: rootkeeper never selects a token by its slot"},
+		{"pkcs11:token=a;slot-description=x", "slot-description is not accepted"},
+		{"pkcs11:token=a;object=k;type=cert", "type=cert: a rootkeeper key is a private key"},
+		{"pkcs11:token=a;object=k;type=public", "type=public"},
+		{"pkcs11:token=a;library-version=two", `library-version="two"`},
+		{"pkcs11:token=a;library-version=2.", `library-version="2."`},
+		{"pkcs11:token=a?module-path=/m.so&module-name=m", "give only one"},
+		{"pkcs11:token=a?pin-source=file://otherhost/run/pin", `names the host "otherhost"`},
+		{"pkcs11:token=a?pin-source=", "pin-source: the value is empty"},
+		{"yubikey:serial=1;slot=9c;object=k", `unknown path attribute "object": yubikey: URIs take serial, slot`},
+		{"yubikey:serial=1?module-path=/m.so", `unknown query attribute "module-path"`},
+		{"pkcs11:token=a?PIN-VALUE=4321", "PIN-VALUE is not accepted"},
+		{"pkcs11:token=a;Pin-Value=4321", "Pin-Value is not accepted"},
+		{"pkcs11:token=a?pin_value=4321", "pin_value is not accepted"},
+	} {
+		_, err := ParseURI(tc.in)
+		var ue *URIError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseURI(%q) = %v, want error containing %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+// TestURIErrorsHidePINs: whatever the mistake, an error about a URI never
+// repeats a value that might be a PIN.
+func TestURIErrorsHidePINs(t *testing.T) {
+	for _, in := range []string{
+		"pkcs11:token=a?pin-value=4321",
+		"pkcs11:token=a?PIN-VALUE=4321",
+		"pkcs11:token=a?Pin-Value=4321&pin-value=4321",
+		"pkcs11:token=a;pin-value=4321;pin-value=4321",
+		"pkcs11:token=a?pin-source=4321&x=1",
+		"pkcs11:token=a?pin-source=4321&pin-source=4321",
+		"pkcs11:token=a?pin_source=4321",
+		"pkcs11:token=a?pin=4321",
+		"pkcs11:token=a?4321",
+		"pkcs11:token=a;4321",
+		"pkcs11:token=a?4321=x",
+		"pkcs11:token=a?pin-source=file://4321/x",
+		"pkcs11:token=a?pin-source=file:4321",
+		"pkcs11:token=a?pin-source=4321%0A",
+		"pkcs11:token=a?pin-source=%zz4321",
+		"4321:token=a",
+		"yubikey:serial=1?management-key-source=4321&pin=1",
+		"pk11:token=a?pin=4321",
+	} {
+		_, err := ParseURI(in)
+		if err == nil {
+			t.Errorf("ParseURI(%q) accepted", in)
+			continue
+		}
+		if strings.Contains(err.Error(), "4321") || strings.Contains(HintOf(err), "4321") {
+			t.Errorf("ParseURI(%q): the error repeats the PIN: %v", in, err)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"pkcs11:token=a;object=k?module-path=/m.so&pin-source=/run/pin": "pkcs11:token=a;object=k?module-path=/m.so&pin-source=/run/pin",
+		"pkcs11:token=a?pin-source=4321":                                "pkcs11:token=a?pin-source=***",
+		"pkcs11:token=a?pin-source=file:///run/pin":                     "pkcs11:token=a?pin-source=file:///run/pin",
+		"pkcs11:token=a?PIN-VALUE=4321&module-path=/m.so":               "pkcs11:token=a?PIN-VALUE=***&module-path=/m.so",
+		"pkcs11:token=a?pin_source=x&typo=y":                            "pkcs11:token=a?pin_source=***&typo=***",
+		"pkcs11:token=a;4321":                                           "pkcs11:token=a;***",
+		"pkcs11:token;object=k":                                         "pkcs11:token;object=k",
+		"PKCS11:token=a":                                                "pkcs11:token=a",
+		"4321":                                                          "***",
+		"":                                                              "",
+	} {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

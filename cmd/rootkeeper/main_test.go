@@ -38,6 +38,12 @@ func TestScripts(t *testing.T) {
 		}
 		t.Skipf("SoftHSM2 is not installed (%v); run make deps", err)
 	}
+	// The PKCS#11 shim (softhsm-test/pkcs11shim) wraps SoftHSM2 to report
+	// the PIN flags it never sets and to count C_Login calls: $SHIM.
+	shim, err := softhsm.BuildShim(t.TempDir())
+	if err != nil {
+		t.Fatalf("building the PKCS#11 shim (gcc is required): %v", err)
+	}
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
@@ -64,6 +70,7 @@ func TestScripts(t *testing.T) {
 			env.Setenv("BADPIN", bad)
 			env.Setenv("ROOTKEEPER_PKCS11_MODULE", module)
 			env.Setenv("ROOTKEEPER_PIN", "")
+			shimEnv(env, shim, module)
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {
@@ -75,7 +82,7 @@ func TestScripts(t *testing.T) {
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+		Cmds: withPINCmds(map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"vcard": vcardCmd, // virtual YubiKeys: yubikey_test.go
 			// dropsigs FILE KEEP keeps only the first KEEP signatures of a
 			// metadata file, as a bad mirror or a broken tool would.
@@ -154,8 +161,71 @@ func TestScripts(t *testing.T) {
 				}
 				ts.Check(os.WriteFile(p, []byte(strings.Replace(string(data), args[1], args[2], 1)), 0o644))
 			},
-		},
+		}),
 	})
+}
+
+// shimEnv points the PKCS#11 shim at SoftHSM2 and at the script's own
+// control and log files.
+func shimEnv(env *testscript.Env, shim, module string) {
+	env.Setenv("SHIM", shim)
+	env.Setenv(softhsm.ShimModuleEnv, module)
+	env.Setenv(softhsm.ShimControlEnv, filepath.Join(env.WorkDir, ".shim-control"))
+	env.Setenv(softhsm.ShimLogEnv, filepath.Join(env.WorkDir, ".logins"))
+}
+
+// withPINCmds adds to cmds the commands of the PIN and retry-counter
+// scripts (pin_flags, pin_errors, key_usage).
+func withPINCmds(cmds map[string]func(ts *testscript.TestScript, neg bool, args []string)) map[string]func(ts *testscript.TestScript, neg bool, args []string) {
+	for name, f := range map[string]func(ts *testscript.TestScript, neg bool, args []string){
+		// shim LINE... sets what the PKCS#11 shim reports ("* final-try",
+		// "root locked", "* low"); shim alone clears it.
+		"shim": func(ts *testscript.TestScript, neg bool, args []string) {
+			ts.Check(os.WriteFile(ts.Getenv(softhsm.ShimControlEnv), []byte(strings.Join(args, "\n")+"\n"), 0o600))
+		},
+		// logins N [TOKEN] fails unless the shim saw N C_Login calls (to
+		// TOKEN, if given) since the last logins, and starts counting anew.
+		"logins": func(ts *testscript.TestScript, neg bool, args []string) {
+			if len(args) < 1 || len(args) > 2 {
+				ts.Fatalf("usage: logins N [TOKEN]")
+			}
+			want, err := strconv.Atoi(args[0])
+			ts.Check(err)
+			log := ts.Getenv(softhsm.ShimLogEnv)
+			data, err := os.ReadFile(log)
+			if err != nil && !os.IsNotExist(err) {
+				ts.Fatalf("%v", err)
+			}
+			got := 0
+			for _, l := range strings.Split(string(data), "\n") {
+				if l != "" && (len(args) == 1 || strings.Contains(l, " token="+args[1]+" ")) {
+					got++
+				}
+			}
+			if (got == want) == neg {
+				ts.Fatalf("%d C_Login calls, want %d:\n%s", got, want, data)
+			}
+			ts.Check(os.WriteFile(log, nil, 0o600))
+		},
+		// p11keypair TOKEN LABEL ID [USAGE...] makes a P-256 key pair with
+		// pkcs11-tool, around rootkeeper (SoftHSM lets its private key
+		// also decrypt and unwrap unless told otherwise).
+		"p11keypair": func(ts *testscript.TestScript, neg bool, args []string) {
+			if len(args) < 3 {
+				ts.Fatalf("usage: p11keypair TOKEN LABEL ID [--usage-…]")
+			}
+			cmd := exec.Command("pkcs11-tool", append([]string{"--module", ts.Getenv("MODULE"), "--token-label", args[0],
+				"--login", "--pin", "env:" + softhsm.PINEnv, "--keypairgen", "--key-type", "EC:prime256v1",
+				"--label", args[1], "--id", args[2], "--usage-sign"}, args[3:]...)...)
+			cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+ts.Getenv("SOFTHSM2_CONF"), softhsm.PINEnv+"=4321")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				ts.Fatalf("pkcs11-tool: %v\n%s", err, out)
+			}
+		},
+	} {
+		cmds[name] = f
+	}
+	return cmds
 }
 
 var (

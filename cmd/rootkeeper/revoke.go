@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rootkeeper/rootkeeper/ceremony"
+	"github.com/rootkeeper/rootkeeper/hsm"
 )
 
 func (a *app) revokeCommand() *cobra.Command {
@@ -50,7 +51,7 @@ See docs/runbook-revocation.md.`,
 			for _, s := range adds {
 				role, uri, ok := strings.Cut(s, "=")
 				if !ok || role == "" || strings.Contains(role, ":") || uri == "" {
-					return usageError{fmt.Errorf("--add %q: write ROLE=URI, like --add releases='pkcs11:token=NEW;object=releases'", s)}
+					return usageError{fmt.Errorf("--add %q: write ROLE=URI, like --add releases='pkcs11:token=NEW;object=releases'", hsm.Redact(s))}
 				}
 				opts.Add[role] = append(opts.Add[role], uri)
 			}

@@ -73,6 +73,9 @@ func (b *Backend) token(ctx context.Context, uri *hsm.URI) (*token, error) {
 		b.modules[key] = m
 	}
 	b.mu.Unlock()
+	if err := m.checkLibrary(uri); err != nil {
+		return nil, err
+	}
 	return m.findToken(uri)
 }
 

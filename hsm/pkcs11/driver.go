@@ -13,6 +13,7 @@ import (
 type driver interface {
 	Initialize(opts ...pkcs11.InitializeOption) error
 	Finalize() error
+	GetInfo() (pkcs11.Info, error)
 	GetSlotList(tokenPresent bool) ([]uint, error)
 	GetTokenInfo(slotID uint) (pkcs11.TokenInfo, error)
 	OpenSession(slotID uint, flags uint) (pkcs11.SessionHandle, error)

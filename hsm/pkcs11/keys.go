@@ -112,6 +112,7 @@ func keyTemplates(alg hsm.Algorithm, label string, id []byte) (*pkcs11.Mechanism
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN_RECOVER, false),
 		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
 		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
@@ -133,6 +134,7 @@ var privateTypes = []uint{
 	pkcs11.CKA_KEY_TYPE, pkcs11.CKA_LABEL, pkcs11.CKA_ID, pkcs11.CKA_SIGN, pkcs11.CKA_ALWAYS_AUTHENTICATE,
 	pkcs11.CKA_EC_PARAMS, pkcs11.CKA_EC_POINT, pkcs11.CKA_MODULUS, pkcs11.CKA_PUBLIC_EXPONENT,
 	pkcs11.CKA_LOCAL, pkcs11.CKA_NEVER_EXTRACTABLE, pkcs11.CKA_ALWAYS_SENSITIVE, pkcs11.CKA_EXTRACTABLE, pkcs11.CKA_SENSITIVE,
+	pkcs11.CKA_DECRYPT, pkcs11.CKA_UNWRAP, pkcs11.CKA_DERIVE, pkcs11.CKA_SIGN_RECOVER,
 }
 
 // curveOf maps CKA_EC_PARAMS to a curve; ed is true for Ed25519.
@@ -252,6 +254,10 @@ func (t *token) evidence(priv map[uint][]byte) *hsm.Evidence {
 		AlwaysSensitive:   isTrue(priv[pkcs11.CKA_ALWAYS_SENSITIVE]),
 		Extractable:       isTrue(priv[pkcs11.CKA_EXTRACTABLE]),
 		Sensitive:         isTrue(priv[pkcs11.CKA_SENSITIVE]),
+		Decrypt:           isTrue(priv[pkcs11.CKA_DECRYPT]),
+		Unwrap:            isTrue(priv[pkcs11.CKA_UNWRAP]),
+		Derive:            isTrue(priv[pkcs11.CKA_DERIVE]),
+		SignRecover:       isTrue(priv[pkcs11.CKA_SIGN_RECOVER]),
 		TokenLabel:        clean(t.info.Label),
 		TokenManufacturer: clean(t.info.ManufacturerID),
 		TokenModel:        clean(t.info.Model),

@@ -33,9 +33,10 @@ var ModulePaths = []string{
 	"/usr/local/opt/softhsm/lib/softhsm/libsofthsm2.so",
 }
 
-// modulePath returns the module for uri: its module-path, else the
+// modulePath returns the module for uri: its module-path, else the module
+// its module-name names in p11-kit's module configuration, else the
 // environment's ROOTKEEPER_PKCS11_MODULE, else the first of ModulePaths
-// that exists.
+// that exists. Only a URI with none of these reaches the built-in search.
 func modulePath(uri *hsm.URI, getenv func(string) string) (string, error) {
 	check := func(path, from string) (string, error) {
 		fi, err := os.Stat(path)
@@ -52,6 +53,14 @@ func modulePath(uri *hsm.URI, getenv func(string) string) (string, error) {
 	}
 	if p, ok := uri.Query("module-path"); ok {
 		return check(p, "the URI's module-path")
+	}
+	if name, ok := uri.Query("module-name"); ok {
+		p, conf, err := moduleByName(name)
+		if err != nil {
+			err.URI = uri.Object()
+			return "", err
+		}
+		return check(p, "module-name="+name+" in "+conf)
 	}
 	if p := getenv(ModuleEnv); p != "" {
 		return check(p, ModuleEnv)
@@ -161,4 +170,57 @@ func (m *module) release() error {
 		}
 	}
 	return first
+}
+
+// libraryAttrs are the URI path attributes that name the module, with the
+// CK_INFO field each one matches.
+var libraryAttrs = []struct {
+	name  string
+	field func(pkcs11.Info) string
+}{
+	{"library-manufacturer", func(i pkcs11.Info) string { return i.ManufacturerID }},
+	{"library-description", func(i pkcs11.Info) string { return i.LibraryDescription }},
+}
+
+// checkLibrary compares the URI's library-manufacturer, library-description
+// and library-version with the module's C_GetInfo, so that a URI meant for
+// one module is never served by another.
+func (m *module) checkLibrary(uri *hsm.URI) error {
+	var wants []string
+	for _, a := range libraryAttrs {
+		if _, ok := uri.Path(a.name); ok {
+			wants = append(wants, a.name)
+		}
+	}
+	ver, hasVer := uri.Path("library-version")
+	if len(wants) == 0 && !hasVer {
+		return nil
+	}
+	info, err := m.drv.GetInfo()
+	if err != nil {
+		return &hsm.Error{Kind: hsm.ErrDevice, URI: uri.Object(), Detail: "C_GetInfo of " + m.path + " failed", Err: err,
+			HintText: "the URI's library- attributes need the module's C_GetInfo: drop them, or use a module that answers it"}
+	}
+	have := fmt.Sprintf("library-manufacturer=%s;library-description=%s;library-version=%d.%d",
+		clean(info.ManufacturerID), clean(info.LibraryDescription), info.LibraryVersion.Major, info.LibraryVersion.Minor)
+	mismatch := func(what string) error {
+		return &hsm.Error{Kind: hsm.ErrModuleNotFound, URI: uri.Object(),
+			Detail:   fmt.Sprintf("the module %s is not the library the URI names: its %s differs (it says %s)", m.path, what, have),
+			HintText: "name the module the URI means with module-path= or module-name= (or " + ModuleEnv + "), or fix the URI's library- attributes"}
+	}
+	for _, a := range libraryAttrs {
+		if want, ok := uri.Path(a.name); ok && clean(a.field(info)) != want {
+			return mismatch(a.name)
+		}
+	}
+	if hasVer {
+		major, minor, err := hsm.ParseLibraryVersion(ver)
+		if err != nil {
+			return &hsm.Error{Kind: hsm.ErrUnsupported, URI: uri.Object(), Detail: err.Error()}
+		}
+		if info.LibraryVersion.Major != major || info.LibraryVersion.Minor != minor {
+			return mismatch("library-version")
+		}
+	}
+	return nil
 }

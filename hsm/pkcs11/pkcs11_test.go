@@ -413,42 +413,117 @@ func TestPublicKeyMismatch(t *testing.T) {
 
 func TestWrongPIN(t *testing.T) {
 	env := softhsm.NewTokens(t, "root-a")
+	kb := open(t, hsm.Options{})
+	generate(t, kb, env.URI("root-a", "k1"), hsm.ECDSAP256)
+	generate(t, kb, env.URI("root-a", "k2"), hsm.Ed25519)
+	kb.Close()
 	bad := filepath.Join(t.TempDir(), "bad.pin")
 	if err := os.WriteFile(bad, []byte("not-the-pin\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	uri := "pkcs11:token=root-a?module-path=" + env.ModulePath + "&pin-source=" + bad
+	badURI := func(object string) *hsm.URI {
+		u := parse(t, env.URI("root-a", object))
+		u.SetQuery("pin-source", bad)
+		return u
+	}
+	s := spyOn(t, env.ModulePath)
 	b := open(t, hsm.Options{})
-	_, err := b.List(bg, parse(t, uri))
+	_, err := b.Signer(bg, badURI("k1"))
 	var pe *hsm.PINError
 	if !errors.As(err, &pe) {
 		t.Fatalf("error %v (%T), want *hsm.PINError", err, err)
 	}
 	// SoftHSM 2.6 sets CKF_USER_PIN_COUNT_LOW after a wrong PIN, and never
 	// FINAL_TRY or LOCKED.
-	if pe.Locked || pe.FinalTry || !pe.Low || pe.Retries != -1 || !strings.Contains(pe.Device, "root-a") {
+	if pe.Locked || pe.FinalTry || !pe.Low || pe.Retries != -1 || pe.Earlier || !strings.Contains(pe.Device, "root-a") {
 		t.Errorf("PINError = %+v", pe)
 	}
 	if strings.Contains(err.Error(), "not-the-pin") {
 		t.Error("the error repeats the PIN")
 	}
-	// The right PIN still works; a PIN from ROOTKEEPER_PIN too.
-	b2 := open(t, hsm.Options{Getenv: func(k string) string {
+	// The second key on the token, a listing, another backend of the same
+	// process, and even the right PIN: nothing more is sent to the token
+	// in this run.
+	good := open(t, hsm.Options{Getenv: func(k string) string {
 		if k == hsm.PINEnv {
 			return softhsm.PIN
 		}
 		return ""
 	}})
-	if _, err := b2.List(bg, parse(t, "pkcs11:token=root-a?module-path="+env.ModulePath)); err != nil {
+	for i, try := range []func() error{
+		func() error { _, err := b.Signer(bg, badURI("k2")); return err },
+		func() error { _, err := b.List(bg, badURI("")); return err },
+		func() error {
+			_, err := good.List(bg, parse(t, "pkcs11:token=root-a?module-path="+env.ModulePath))
+			return err
+		},
+	} {
+		err := try()
+		if !errors.As(err, &pe) || !pe.Earlier || !strings.Contains(err.Error(), "earlier in this run") {
+			t.Fatalf("attempt %d after the refusal: %v", i+2, err)
+		}
+	}
+	if s.count() != 1 {
+		t.Fatalf("%d C_Login calls for one token after a wrong PIN, want 1", s.count())
+	}
+	if ti := tokenFlags(t, env, "root-a"); ti&pkcs11.CKF_USER_PIN_COUNT_LOW == 0 {
+		t.Errorf("the token does not count the wrong PIN (flags %#x)", ti)
+	}
+	// The next run (every backend closed) logs in with the right PIN.
+	b.Close()
+	good.Close()
+	next := open(t, hsm.Options{Getenv: func(k string) string {
+		if k == hsm.PINEnv {
+			return softhsm.PIN
+		}
+		return ""
+	}})
+	if _, err := next.List(bg, parse(t, "pkcs11:token=root-a?module-path="+env.ModulePath)); err != nil {
 		t.Fatal(err)
 	}
+	next.Close()
+	if s.count() != 2 {
+		t.Errorf("%d logins, want 2", s.count())
+	}
 	// No PIN at all: the process must first log out (close all backends).
-	b.Close()
-	b2.Close()
 	_, err = open(t, hsm.Options{}).List(bg, parse(t, "pkcs11:token=root-a?module-path="+env.ModulePath))
 	if !errors.Is(err, hsm.ErrNoPIN) {
 		t.Fatalf("error %v, want ErrNoPIN", err)
 	}
+}
+
+// tokenFlags reads the token's flags with a module of its own (in another
+// process: pkcs11-tool), as an observer outside rootkeeper would.
+func tokenFlags(t *testing.T, env *softhsm.Env, label string) uint {
+	t.Helper()
+	out, err := env.Tool(t, "--list-token-slots")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var flags uint
+	seen := false
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "token label") {
+			seen = strings.HasSuffix(line, ": "+label)
+		}
+		if seen && strings.HasPrefix(line, "token flags") {
+			if strings.Contains(line, "user PIN count low") {
+				flags |= pkcs11.CKF_USER_PIN_COUNT_LOW
+			}
+			if strings.Contains(line, "final user PIN try") {
+				flags |= pkcs11.CKF_USER_PIN_FINAL_TRY
+			}
+			if strings.Contains(line, "user PIN locked") {
+				flags |= pkcs11.CKF_USER_PIN_LOCKED
+			}
+			flags |= pkcs11.CKF_TOKEN_INITIALIZED
+		}
+	}
+	if flags == 0 {
+		t.Fatalf("token %s not in:\n%s", label, out)
+	}
+	return flags
 }
 
 // TestPINFlags makes the real SoftHSM token report the PIN flags SoftHSM

@@ -36,6 +36,13 @@ type token struct {
 	loggedIn bool
 	closed   bool
 	signers  []*Signer
+
+	// refused is the token's refusal of a PIN in this run. Once a token
+	// has refused a PIN, no PIN is sent to it again until the process's
+	// backends are closed: one wrong PIN costs one try, whatever the
+	// number of keys on the token.
+	refusedMu sync.Mutex
+	refused   *hsm.PINError
 }
 
 // clean trims the blank (and NUL) padding of CK_TOKEN_INFO strings.
@@ -169,7 +176,39 @@ func (t *token) pinRequest(uri *hsm.URI, purpose string) (hsm.PINRequest, error)
 	}
 	req.Low = ti.Flags&pkcs11.CKF_USER_PIN_COUNT_LOW != 0
 	req.Final = ti.Flags&pkcs11.CKF_USER_PIN_FINAL_TRY != 0
+	req.MinLen, req.MaxLen = pinLimits(ti)
 	return req, nil
+}
+
+// pinLimits returns the token's ulMinPinLen and ulMaxPinLen, or 0, 0 when
+// they make no sense (some modules report 0, or CK_UNAVAILABLE_INFORMATION).
+func pinLimits(ti pkcs11.TokenInfo) (int, int) {
+	lo, hi := ti.MinPinLen, ti.MaxPinLen
+	if hi == 0 || lo > hi || hi > 1<<16 {
+		return 0, 0
+	}
+	return int(lo), int(hi)
+}
+
+// refusal returns the PIN refusal the token gave earlier in this run, as
+// an error that says so, or nil.
+func (t *token) refusal() error {
+	t.refusedMu.Lock()
+	defer t.refusedMu.Unlock()
+	if t.refused == nil {
+		return nil
+	}
+	again := *t.refused
+	again.Earlier = true
+	return &again
+}
+
+func (t *token) refuse(pe *hsm.PINError) {
+	t.refusedMu.Lock()
+	defer t.refusedMu.Unlock()
+	if t.refused == nil {
+		t.refused = pe
+	}
 }
 
 // pinError builds the PINError for a PIN the token refused, from the
@@ -185,10 +224,14 @@ func (t *token) pinError(code uint) *hsm.PINError {
 }
 
 // sendPIN checks the token's PIN flags, reads the PIN the officer gave and
-// sends it with C_Login as userType on session sh. It never retries.
+// sends it with C_Login as userType on session sh. It never retries, and
+// sends nothing to a token that refused a PIN earlier in the run.
 func (t *token) sendPIN(ctx context.Context, opts hsm.Options, uri *hsm.URI, sh pkcs11.SessionHandle, userType uint, purpose string) error {
 	if err := ctx.Err(); err != nil {
 		return &hsm.Error{Kind: hsm.ErrDevice, URI: uri.Object(), Detail: "cancelled before login", Err: err}
+	}
+	if err := t.refusal(); err != nil {
+		return err
 	}
 	req, err := t.pinRequest(uri, purpose)
 	if err != nil {
@@ -213,7 +256,9 @@ func (t *token) sendPIN(ctx context.Context, opts hsm.Options, uri *hsm.URI, sh 
 		return nil
 	case code == pkcs11.CKR_PIN_INCORRECT, code == pkcs11.CKR_PIN_INVALID,
 		code == pkcs11.CKR_PIN_LEN_RANGE, code == pkcs11.CKR_PIN_LOCKED:
-		return t.pinError(code)
+		pe := t.pinError(code)
+		t.refuse(pe)
+		return pe
 	default:
 		return &hsm.Error{Kind: hsm.ErrDevice, URI: uri.Object(), Detail: t.device() + ": C_Login failed", Err: err,
 			HintText: "check that the token is connected and that its user PIN is initialized"}

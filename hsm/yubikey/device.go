@@ -77,6 +77,10 @@ type device struct {
 	reader string
 	card   card // nil until opened, and again once the card stopped answering
 	pinOK  bool // the PIN was verified in the card's current session
+	// refused is the device's refusal of a PIN in this backend's life: no
+	// PIN is sent to the device again (one wrong PIN costs one try per
+	// run, whatever the number of keys or signatures on the device).
+	refused *hsm.PINError
 }
 
 func (d *device) name() string { return deviceName(d.serial) }
@@ -332,7 +336,14 @@ func (d *device) withPIN(ctx context.Context, uri *hsm.URI, purpose string, send
 	if err := ctx.Err(); err != nil {
 		return &hsm.Error{Kind: hsm.ErrDevice, URI: obj, Detail: "cancelled before the PIN was sent", Err: err}
 	}
-	req := hsm.PINRequest{Device: d.name(), Purpose: purpose, Retries: -1}
+	if d.refused != nil {
+		again := *d.refused
+		again.Earlier = true
+		return pinError{&again, d.serial}
+	}
+	// A PIV PIN has 6 to 8 characters: anything else is refused before it
+	// is sent (ReadPIN checks it).
+	req := hsm.PINRequest{Device: d.name(), Purpose: purpose, Retries: -1, MinLen: 6, MaxLen: 8}
 	n, err := d.card.Retries()
 	switch {
 	case err == nil:
@@ -360,13 +371,14 @@ func (d *device) withPIN(ctx context.Context, uri *hsm.URI, purpose string, send
 		return err
 	}
 	defer hsm.Wipe(pin)
-	if len(pin) < 6 || len(pin) > 8 {
-		return &hsm.Error{Kind: hsm.ErrNoPIN, URI: obj, Detail: fmt.Sprintf("a YubiKey PIN has 6 to 8 characters, this one has %d; it was not sent", len(pin)),
-			HintText: "check the PIN source (pin-source file, " + hsm.PINEnv + " or the prompt)"}
-	}
 	if err := send(pinString(pin)); err != nil {
 		d.pinOK = false
-		return d.fail(obj, "PIN verification", err)
+		err = d.fail(obj, "PIN verification", err)
+		var pe *hsm.PINError
+		if errors.As(err, &pe) {
+			d.refused = pe
+		}
+		return err
 	}
 	d.pinOK = true
 	return nil

@@ -283,6 +283,45 @@ func TestPINSafety(t *testing.T) {
 	if err := sign(secretFile(t, "new", "112233"), false); err != nil || c.PINRetries() != 3 {
 		t.Fatalf("sign after unblock: %v", err)
 	}
+
+	refusedOncePerRun(t, c, o, bad)
+}
+
+// refusedOncePerRun: with two keys on the device and a wrong PIN, one try
+// is spent; the second key (and the first again) sends nothing more in the
+// same run. The card is at 3 tries.
+func refusedOncePerRun(t *testing.T, c *pivcard.Card, o hsm.Options, bad string) {
+	ctx := context.Background()
+	d := digest(crypto.SHA256, "root")
+	gen := openBackend(t, o)
+	if _, err := gen.Generate(ctx, mustURI(t, fmt.Sprintf("yubikey:serial=%d;slot=82?management-key-source=%s", c.Serial(), factoryKeyFile(t))),
+		hsm.GenerateOptions{Algorithm: hsm.ECDSAP256, TouchPolicy: "never"}); err != nil {
+		t.Fatal(err)
+	}
+	gen.Close()
+	before := c.Stats()
+	run := openBackend(t, o)
+	var errs []error
+	for _, slot := range []string{"9c", "82", "9c"} {
+		s, err := run.Signer(ctx, mustURI(t, fmt.Sprintf("yubikey:serial=%d;slot=%s?pin-source=%s", c.Serial(), slot, bad)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Sign(nil, d, crypto.SHA256)
+		errs = append(errs, err)
+	}
+	var pe *hsm.PINError
+	if !errors.As(errs[0], &pe) || pe.Retries != 2 || pe.Earlier {
+		t.Fatalf("first signature: %v", errs[0])
+	}
+	for i, err := range errs[1:] {
+		if !errors.As(err, &pe) || !pe.Earlier || !strings.Contains(err.Error(), "earlier in this run") {
+			t.Fatalf("signature %d after the wrong PIN: %v", i+2, err)
+		}
+	}
+	if sent := c.Stats().PINVerifies - before.PINVerifies; sent != 1 || c.PINRetries() != 2 {
+		t.Fatalf("%d PINs sent for two keys after a wrong PIN (card: %d tries left), want 1", sent, c.PINRetries())
+	}
 }
 
 // TestAttestationRefusals: a chain to an unknown root, an attestation of
