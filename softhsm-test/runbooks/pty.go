@@ -1,0 +1,166 @@
+package runbooks
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// A Terminal runs a command on a new pseudo-terminal, as an officer's
+// shell would: the command's stdin, stdout and stderr are the terminal, and
+// it is the command's controlling terminal, so /dev/tty reaches it — the
+// PIN prompt and the confirmation read there. Every time the output stops at
+// an unfinished line, Answer is asked what to type; it returns the text to
+// type (without the newline), whether to type it with the terminal's echo
+// off (a secret), and ok false when the line is no prompt it knows.
+type Terminal struct {
+	Answer func(partial string) (text string, secret, ok bool)
+	// Timeout ends the command (its whole process group) after this long.
+	Timeout time.Duration
+}
+
+// Ctrl-C, as typed on the terminal: the line discipline turns it into
+// SIGINT for the foreground process group.
+const ctrlC = "\x03"
+
+// Run runs cmd on a new terminal and returns everything it printed there
+// (with "\r\n" made "\n") and its exit status. cmd's Stdin, Stdout, Stderr
+// and SysProcAttr are set here.
+func (term *Terminal) Run(cmd *exec.Cmd) (string, int, error) {
+	master, slave, err := openPTY()
+	if err != nil {
+		return "", -1, err
+	}
+	defer master.Close()
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		slave.Close()
+		return "", -1, err
+	}
+	slave.Close()
+
+	var (
+		mu       sync.Mutex
+		out      bytes.Buffer
+		answered = -1 // output length at the last answer
+		answerErr error
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for {
+			n, err := master.Read(buf)
+			if n > 0 {
+				mu.Lock()
+				out.Write(buf[:n])
+				text := out.String()
+				mu.Unlock()
+				if i := strings.LastIndexByte(text, '\n'); len(text) != answered && i < len(text)-1 && term.Answer != nil {
+					partial := strings.TrimRight(text[i+1:], "\r")
+					if ans, secret, ok := term.Answer(partial); ok {
+						answered = len(text)
+						if err := typeOn(master, ans, secret); err != nil {
+							answerErr = err
+						}
+					}
+				}
+			}
+			if err != nil {
+				return // EIO once every process has closed the terminal
+			}
+		}
+	}()
+	timeout := term.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	timer := time.AfterFunc(timeout, func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	waitErr := cmd.Wait()
+	stopped := !timer.Stop()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second): // a background process still holds the terminal
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+	mu.Lock()
+	text := strings.ReplaceAll(out.String(), "\r\n", "\n")
+	mu.Unlock()
+	if stopped {
+		return text, -1, fmt.Errorf("still running after %v: stopped", timeout)
+	}
+	if answerErr != nil {
+		return text, -1, answerErr
+	}
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(waitErr, &ee) {
+		code = ee.ExitCode()
+	} else if waitErr != nil {
+		return text, -1, waitErr
+	}
+	return text, code, nil
+}
+
+// typeOn types text and Enter on the terminal. A secret is typed only once
+// the program has turned the echo off (as an officer would see it), so that
+// it never appears in the output; Ctrl-C is typed alone.
+func typeOn(master *os.File, text string, secret bool) error {
+	if text == ctrlC {
+		_, err := master.WriteString(ctrlC)
+		return err
+	}
+	if secret {
+		for deadline := time.Now().Add(5 * time.Second); echoOn(master); {
+			if time.Now().After(deadline) {
+				return errors.New("the program asked for a secret but left the terminal's echo on")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	_, err := master.WriteString(text + "\n")
+	return err
+}
+
+// echoOn reports whether the terminal echoes what is typed. On Linux the
+// master side reports the terminal's settings.
+func echoOn(master *os.File) bool {
+	var t syscall.Termios
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, master.Fd(), syscall.TCGETS, uintptr(unsafe.Pointer(&t))); errno != 0 {
+		return false
+	}
+	return t.Lflag&syscall.ECHO != 0
+}
+
+// openPTY opens a new pseudo-terminal pair (Linux /dev/ptmx).
+func openPTY() (master, slave *os.File, err error) {
+	master, err = os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	var unlock int32
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, master.Fd(), syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); errno != 0 {
+		master.Close()
+		return nil, nil, fmt.Errorf("unlocking the pseudo-terminal: %w", errno)
+	}
+	var n uint32
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, master.Fd(), syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); errno != 0 {
+		master.Close()
+		return nil, nil, fmt.Errorf("naming the pseudo-terminal: %w", errno)
+	}
+	slave, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		master.Close()
+		return nil, nil, err
+	}
+	return master, slave, nil
+}
