@@ -48,9 +48,9 @@ func (term *Terminal) Run(cmd *exec.Cmd) (string, int, error) {
 	slave.Close()
 
 	var (
-		mu       sync.Mutex
-		out      bytes.Buffer
-		answered = -1 // output length at the last answer
+		mu        sync.Mutex
+		out       bytes.Buffer
+		answered  = -1 // output length at the last answer
 		answerErr error
 	)
 	done := make(chan struct{})
