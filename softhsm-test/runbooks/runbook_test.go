@@ -114,6 +114,8 @@ func runRunbook(t *testing.T, rb *Runbook, tools string) {
 		"PATH=" + bin + ":" + os.Getenv("PATH"),
 		"TERM=dumb",
 		"LANG=C.UTF-8",
+		// Scripts the rehearsals share (testdata/*.sh).
+		"RUNBOOK_TESTDATA=" + filepath.Join(moduleRoot(t), "softhsm-test", "runbooks", "testdata"),
 	}
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
