@@ -7,8 +7,8 @@ import (
 // Responder decides what the officer types at a prompt during one step:
 //
 //   - a question ending in [y/N] gets the answer the excerpt shows after
-//     it ("Sign and write? [y/N] y"), or y when the excerpt leaves the
-//     question out;
+//     it ("Sign and write? [y/N] y"; ^C is Ctrl-C), or y when the excerpt
+//     leaves the question out;
 //   - a prompt the excerpt shows followed by ^C gets Ctrl-C;
 //   - any other prompt (a line ending in ":") gets the text of the first
 //     rehearsal "answer" whose PROMPT it contains, typed with the echo off.
@@ -36,6 +36,9 @@ func (r *Responder) Answer(partial string) (string, bool, bool) {
 			}
 			if r.Bindings.MatchLine(q+"[y/N]", p) {
 				r.used[i] = true
+				if ans == "^C" {
+					return ctrlC, false, true
+				}
 				return r.Bindings.Subst(ans), false, true
 			}
 		}

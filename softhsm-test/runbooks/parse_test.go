@@ -126,7 +126,7 @@ func TestMatch(t *testing.T) {
 
 func TestResponder(t *testing.T) {
 	r := &Responder{
-		Expect:   []string{"Change these credentials now? [y/N] n", "Enter PUK for YubiKey serial 18012345 (3 tries left): ^C"},
+		Expect:   []string{"Change these credentials now? [y/N] n", "Destroy it? [y/N] ^C", "Enter PUK for YubiKey serial 18012345 (3 tries left): ^C"},
 		Answers:  []Answer{{"SO PIN", "87654321"}, {"PIN", "4321"}},
 		Bindings: NewBindings(),
 	}
@@ -136,6 +136,7 @@ func TestResponder(t *testing.T) {
 	}{
 		{"Change these credentials now? [y/N] ", "n", false, true},
 		{"Sign and write? [y/N] ", "y", false, true},
+		{"Destroy it? [y/N] ", ctrlC, false, true},
 		{"Enter PUK for YubiKey serial 18012345 (3 tries left): ", ctrlC, false, true},
 		{"Please enter SO PIN: ", "87654321", true, true},
 		{"Enter user PIN for token \"a\" (serial 1): ", "4321", true, true},
