@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const sample = "# A runbook\n" +
@@ -175,5 +176,11 @@ func TestTerminal(t *testing.T) {
 	out, code, err = term.Run(exec.Command("bash", "-c", `trap 'echo interrupted; exit 7' INT; printf 'wait: '; read -r x; echo no`))
 	if err != nil || code != 7 || !strings.Contains(out, "interrupted") {
 		t.Errorf("Ctrl-C: exit %d, %v, output %q", code, err, out)
+	}
+	// A prompt nobody answers stops the command instead of hanging.
+	term = &Terminal{Idle: 300 * time.Millisecond}
+	_, _, err = term.Run(exec.Command("bash", "-c", `printf 'Enter PUK: '; read -r x`))
+	if err == nil || !strings.Contains(err.Error(), `"Enter PUK:"`) {
+		t.Errorf("unanswered prompt: %v", err)
 	}
 }

@@ -24,6 +24,9 @@ type Terminal struct {
 	Answer func(partial string) (text string, secret, ok bool)
 	// Timeout ends the command (its whole process group) after this long.
 	Timeout time.Duration
+	// Idle ends it when it has printed nothing for this long after an
+	// unfinished line: a prompt nobody answers. Zero means 20 seconds.
+	Idle time.Duration
 }
 
 // Ctrl-C, as typed on the terminal: the line discipline turns it into
@@ -52,6 +55,7 @@ func (term *Terminal) Run(cmd *exec.Cmd) (string, int, error) {
 		out       bytes.Buffer
 		answered  = -1 // output length at the last answer
 		answerErr error
+		changed   = time.Now() // when the output last grew
 	)
 	done := make(chan struct{})
 	go func() {
@@ -63,6 +67,7 @@ func (term *Terminal) Run(cmd *exec.Cmd) (string, int, error) {
 				mu.Lock()
 				out.Write(buf[:n])
 				text := out.String()
+				changed = time.Now()
 				mu.Unlock()
 				if i := strings.LastIndexByte(text, '\n'); len(text) != answered && i < len(text)-1 && term.Answer != nil {
 					partial := strings.TrimRight(text[i+1:], "\r")
@@ -84,7 +89,36 @@ func (term *Terminal) Run(cmd *exec.Cmd) (string, int, error) {
 		timeout = 5 * time.Minute
 	}
 	timer := time.AfterFunc(timeout, func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	idle := term.Idle
+	if idle <= 0 {
+		idle = 20 * time.Second
+	}
+	var waiting string // the prompt the command was stopped at
+	watch := time.NewTicker(idle / 10)
+	exited := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-exited:
+				return
+			case <-watch.C:
+			}
+			mu.Lock()
+			text := out.String()
+			quiet := time.Since(changed) > idle
+			mu.Unlock()
+			if i := strings.LastIndexByte(text, '\n'); quiet && i < len(text)-1 {
+				mu.Lock()
+				waiting = strings.TrimSpace(text[i+1:])
+				mu.Unlock()
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				return
+			}
+		}
+	}()
 	waitErr := cmd.Wait()
+	close(exited)
+	watch.Stop()
 	stopped := !timer.Stop()
 	select {
 	case <-done:
@@ -94,7 +128,11 @@ func (term *Terminal) Run(cmd *exec.Cmd) (string, int, error) {
 	}
 	mu.Lock()
 	text := strings.ReplaceAll(out.String(), "\r\n", "\n")
+	prompt := waiting
 	mu.Unlock()
+	if prompt != "" {
+		return text, -1, fmt.Errorf("stopped after %v waiting for input at %q: nothing in the runbook answers it", idle, prompt)
+	}
 	if stopped {
 		return text, -1, fmt.Errorf("still running after %v: stopped", timeout)
 	}

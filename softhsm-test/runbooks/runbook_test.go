@@ -79,19 +79,19 @@ func buildTools(t *testing.T) string {
 // rehearsal is one runbook's run: its own directories standing for the
 // officer's machine, its environment, and what its outputs bound.
 type rehearsal struct {
-	t        *testing.T
-	rb       *Runbook
-	root     string // stands for / of the paths rewritten (see rewrite)
-	env      []string
-	state    string // the shell's exported variables and umask, between steps
-	cwd      string // a file holding the shell's working directory
-	bind     *Bindings
-	log      *os.File // ROOTKEEPER_RUNBOOK_TRANSCRIPTS
-	official string   // the runbook's name in failures
+	t     *testing.T
+	rb    *Runbook
+	root  string // stands for / of the paths rewritten (see rewrite)
+	env   []string
+	state string // the shell's exported variables and umask, between steps
+	cwd   string // a file holding the shell's working directory
+	bind  *Bindings
+	log   *os.File // ROOTKEEPER_RUNBOOK_TRANSCRIPTS
+	name  string   // docs/runbook-….md, in failures
 }
 
 func runRunbook(t *testing.T, rb *Runbook, tools string) {
-	r := &rehearsal{t: t, rb: rb, root: t.TempDir(), bind: NewBindings(), official: "docs/" + filepath.Base(rb.Path)}
+	r := &rehearsal{t: t, rb: rb, root: t.TempDir(), bind: NewBindings(), name: "docs/" + filepath.Base(rb.Path)}
 	home := filepath.Join(r.root, "home", "officer")
 	bin := filepath.Join(r.root, "bin")
 	for _, d := range []string{home, bin, filepath.Join(r.root, "tmp")} {
@@ -226,7 +226,7 @@ func (r *rehearsal) where(s Step) string {
 	if s.Rehearsal {
 		what = " (rehearsal)"
 	}
-	return fmt.Sprintf("%s:%d%s", r.official, s.Line, what)
+	return fmt.Sprintf("%s:%d%s", r.name, s.Line, what)
 }
 
 func (r *rehearsal) step(s Step) {
