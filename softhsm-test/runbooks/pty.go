@@ -2,6 +2,7 @@ package runbooks
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -49,104 +50,116 @@ func (term *Terminal) Run(cmd *exec.Cmd) (string, int, error) {
 		return "", -1, err
 	}
 	slave.Close()
+	kill := func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 
-	var (
-		mu        sync.Mutex
-		out       bytes.Buffer
-		answered  = -1 // output length at the last answer
-		answerErr error
-		changed   = time.Now() // when the output last grew
-	)
+	sess := &ptySession{term: term, master: master, changed: time.Now(), answered: -1}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		buf := make([]byte, 4096)
-		for {
-			n, err := master.Read(buf)
-			if n > 0 {
-				mu.Lock()
-				out.Write(buf[:n])
-				text := out.String()
-				changed = time.Now()
-				mu.Unlock()
-				if i := strings.LastIndexByte(text, '\n'); len(text) != answered && i < len(text)-1 && term.Answer != nil {
-					partial := strings.TrimRight(text[i+1:], "\r")
-					if ans, secret, ok := term.Answer(partial); ok {
-						answered = len(text)
-						if err := typeOn(master, ans, secret); err != nil {
-							answerErr = err
-						}
-					}
-				}
-			}
-			if err != nil {
-				return // EIO once every process has closed the terminal
-			}
-		}
+		sess.read()
 	}()
-	timeout := term.Timeout
-	if timeout <= 0 {
-		timeout = 5 * time.Minute
-	}
-	timer := time.AfterFunc(timeout, func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
-	idle := term.Idle
-	if idle <= 0 {
-		idle = 20 * time.Second
-	}
-	var waiting string // the prompt the command was stopped at
-	watch := time.NewTicker(idle / 10)
+	timeout := cmp.Or(term.Timeout, 5*time.Minute)
+	timer := time.AfterFunc(timeout, kill)
+	idle := cmp.Or(term.Idle, 20*time.Second)
 	exited := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-exited:
-				return
-			case <-watch.C:
-			}
-			mu.Lock()
-			text := out.String()
-			quiet := time.Since(changed) > idle
-			mu.Unlock()
-			if i := strings.LastIndexByte(text, '\n'); quiet && i < len(text)-1 {
-				mu.Lock()
-				waiting = strings.TrimSpace(text[i+1:])
-				mu.Unlock()
-				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-				return
-			}
-		}
-	}()
+	go sess.watch(idle, exited, kill)
 	waitErr := cmd.Wait()
 	close(exited)
-	watch.Stop()
 	stopped := !timer.Stop()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second): // a background process still holds the terminal
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		kill()
 		<-done
 	}
-	mu.Lock()
-	text := strings.ReplaceAll(out.String(), "\r\n", "\n")
-	prompt := waiting
-	mu.Unlock()
-	if prompt != "" {
-		return text, -1, fmt.Errorf("stopped after %v waiting for input at %q: nothing in the runbook answers it", idle, prompt)
-	}
-	if stopped {
+
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	text := strings.ReplaceAll(sess.out.String(), "\r\n", "\n")
+	switch {
+	case sess.waiting != "":
+		return text, -1, fmt.Errorf("stopped after %v waiting for input at %q: nothing in the runbook answers it", idle, sess.waiting)
+	case stopped:
 		return text, -1, fmt.Errorf("still running after %v: stopped", timeout)
+	case sess.answerErr != nil:
+		return text, -1, sess.answerErr
 	}
-	if answerErr != nil {
-		return text, -1, answerErr
-	}
-	code := 0
 	var ee *exec.ExitError
 	if errors.As(waitErr, &ee) {
-		code = ee.ExitCode()
+		return text, ee.ExitCode(), nil
 	} else if waitErr != nil {
 		return text, -1, waitErr
 	}
-	return text, code, nil
+	return text, 0, nil
+}
+
+// ptySession is one command's terminal: what it printed, and what was
+// typed.
+type ptySession struct {
+	term   *Terminal
+	master *os.File
+
+	mu        sync.Mutex
+	out       bytes.Buffer
+	changed   time.Time // when the output last grew
+	answered  int       // output length at the last answer
+	answerErr error
+	waiting   string // the unanswered prompt the command was stopped at
+}
+
+// read copies the terminal's output until every process has closed it (the
+// master then reads EIO), answering each prompt once.
+func (p *ptySession) read() {
+	buf := make([]byte, 4096)
+	for {
+		n, err := p.master.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			p.out.Write(buf[:n])
+			p.changed = time.Now()
+			text := p.out.String()
+			answered := p.answered
+			p.mu.Unlock()
+			if i := strings.LastIndexByte(text, '\n'); len(text) != answered && i < len(text)-1 && p.term.Answer != nil {
+				if ans, secret, ok := p.term.Answer(strings.TrimRight(text[i+1:], "\r")); ok {
+					err := typeOn(p.master, ans, secret)
+					p.mu.Lock()
+					p.answered = len(text)
+					if err != nil {
+						p.answerErr = err
+					}
+					p.mu.Unlock()
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// watch kills the command when its output has stopped at an unfinished
+// line for idle: it waits for input nobody will type.
+func (p *ptySession) watch(idle time.Duration, exited <-chan struct{}, kill func()) {
+	tick := time.NewTicker(idle / 10)
+	defer tick.Stop()
+	for {
+		select {
+		case <-exited:
+			return
+		case <-tick.C:
+		}
+		p.mu.Lock()
+		text := p.out.String()
+		i := strings.LastIndexByte(text, '\n')
+		if time.Since(p.changed) > idle && i < len(text)-1 {
+			p.waiting = strings.TrimSpace(text[i+1:])
+			p.mu.Unlock()
+			kill()
+			return
+		}
+		p.mu.Unlock()
+	}
 }
 
 // typeOn types text and Enter on the terminal. A secret is typed only once
