@@ -262,7 +262,7 @@ func (s *Session) bootstrapSummary(plan *Plan, dir string, now time.Time, b role
 	fmt.Fprintf(&w, "  consistent snapshots: %t\n", plan.Consistent())
 	fmt.Fprintf(&w, "  key evidence:         %s\n\n", requireOf(plan))
 	line := func(role string, rk roles.RoleKeys, exp time.Time) {
-		fmt.Fprintf(&w, "  %-10s %d of %d keys, expires %s (in %s)\n", role, rk.Threshold, len(rk.Keys), exp.Format(time.RFC3339), Duration(exp.Sub(now).Round(time.Second)))
+		fmt.Fprintf(&w, "  %-10s %d of %d keys, expires %s (in %s)\n", role, rk.Threshold, len(rk.Keys), exp.Format(time.RFC3339), Human(exp.Sub(now)))
 		for _, k := range rk.Keys {
 			id, _ := roles.KeyID(k)
 			ok := opened[id]

@@ -287,9 +287,9 @@ func planResign(repo *roles.Repo, pol *Policy, at time.Time, opts ResignOptions)
 
 func leftText(left time.Duration) string {
 	if left < 0 {
-		return "expired " + Duration((-left).Round(time.Minute)).String() + " ago"
+		return "expired " + Human(-left) + " ago"
 	}
-	return Duration(left.Round(time.Minute)).String()
+	return Human(left)
 }
 
 func needFor(repo *roles.Repo, pol *Policy, role string) (int, []string) {
