@@ -28,7 +28,9 @@ type ResignOptions struct {
 	// DryRun reports what would be re-signed and by which keys; it opens
 	// no device and writes nothing.
 	DryRun bool
-	// At is the time to act as of; zero means the session's clock.
+	// At is the time a dry run plans as of (a rehearsal: what will be due
+	// then); zero means the session's clock. Only with DryRun: a run that
+	// writes uses the session's clock, always (ErrAtWrites).
 	At time.Time
 }
 
@@ -166,7 +168,10 @@ func (s *Session) resign(ctx context.Context, dir string, opts ResignOptions, st
 	at = at.UTC().Truncate(time.Second)
 	res := &ResignResult{Repository: dir, At: at}
 	var err error
-	if opts.DryRun {
+	switch {
+	case !opts.At.IsZero() && !opts.DryRun:
+		err = ErrAtWrites
+	case opts.DryRun:
 		err = readLocked(dir, func(repo *roles.Repo, pol *Policy) error {
 			if _, jerr := os.Stat(filepath.Join(dir, JournalFile)); jerr == nil {
 				res.Notes = append(res.Notes, "an interrupted re-signing is pending: the next run completes it before anything else")
@@ -182,7 +187,7 @@ func (s *Session) resign(ctx context.Context, dir string, opts ResignOptions, st
 			}
 			return nil
 		})
-	} else {
+	default:
 		err = s.withLock(dir, func(repo *roles.Repo, pol *Policy) error {
 			return s.resignLocked(ctx, dir, repo, pol, at, opts, st, res)
 		})
@@ -224,6 +229,12 @@ func roleMeta(repo *roles.Repo, role string) (version int64, expires time.Time, 
 		return md.Signed.Version, md.Signed.Expires, true
 	}
 	return 0, time.Time{}, false
+}
+
+// ErrAtWrites refuses a time other than the clock for a run that writes.
+var ErrAtWrites = &ResignError{
+	Detail:   "--at is only for what only reads (status, calendar, verify, resign --dry-run): writes use the real clock, always",
+	HintText: "rehearse with rootkeeper resign --dry-run --at TIME; to re-sign, run the same command without --at",
 }
 
 // ResignError is a re-signing request that cannot be met as asked.
@@ -607,7 +618,7 @@ func (s *Session) resignLocked(ctx context.Context, dir string, repo *roles.Repo
 // readLocked is withLock without the journal recovery, for runs that must
 // not write (--dry-run).
 func readLocked(dir string, fn func(repo *roles.Repo, pol *Policy) error) error {
-	return lockAndLoad(dir, false, fn)
+	return lockAndLoad(dir, false, nil, fn)
 }
 
 // JournalFile holds a change while it is being written: it is written
