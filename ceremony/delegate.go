@@ -88,6 +88,9 @@ func (s *Session) DelegateAdd(ctx context.Context, dir string, opts DelegateOpti
 			return nil, &RepoError{Detail: "--bins: " + err.Error()}
 		}
 	}
+	if err := checkURIs(opts.Keys...); err != nil { // engine.go: before any device
+		return nil, err
+	}
 	var res *Result
 	err := s.withLock(dir, func(repo *roles.Repo, pol *Policy) error {
 		if _, err := targetsRole(repo, opts.From); err != nil {
