@@ -269,4 +269,6 @@ func TestRevokeKeepsNothingOnlyTheKeyVouchedFor(t *testing.T) {
 	logRejections(t, "releases' own target, kept delegation", clients.ExpectRejected(t, keepDir, v1, "releases/app"))
 }
 
-func d0(rev *ceremony.Revocation) ceremony.UnvouchedDelegation { return rev.Unvouched[0].Delegations[0] }
+func d0(rev *ceremony.Revocation) ceremony.UnvouchedDelegation {
+	return rev.Unvouched[0].Delegations[0]
+}
