@@ -344,7 +344,9 @@ func withFollowers(repo *roles.Repo, pol *Policy, at time.Time, due []RoleDue) [
 	return due
 }
 
-// gather opens the keys to sign role with, up to its threshold.
+// gather opens the keys to sign role with, up to its threshold. With
+// enough keys it returns them and, in the Wait, the keys it skipped;
+// otherwise no keys and what the role waits for.
 func (s *Session) gather(ctx context.Context, st *resignState, repo *roles.Repo, pol *Policy, role string) ([]*Key, *Wait, error) {
 	uris := pol.Role(policyRole(pol, role)).Keys
 	trusted, threshold := trustedFor(repo, role)
@@ -360,7 +362,11 @@ func (s *Session) gather(ctx context.Context, st *resignState, repo *roles.Repo,
 			if ctx.Err() != nil {
 				return nil, nil, ctx.Err()
 			}
-			w.Missing = append(w.Missing, KeyWait{Key: objectOf(uri), Reason: err.Error(), Hint: hsm.HintOf(err)})
+			reason := err.Error()
+			if errAbsent(err) { // worded as rotate and revoke word it
+				reason = "not plugged in: " + strings.TrimPrefix(reason, objectOf(uri)+": ")
+			}
+			w.Missing = append(w.Missing, KeyWait{Key: objectOf(uri), Reason: reason, Hint: hsm.HintOf(err)})
 			continue
 		}
 		if !contains(trusted, k.ID()) {
@@ -372,7 +378,7 @@ func (s *Session) gather(ctx context.Context, st *resignState, repo *roles.Repo,
 		}
 	}
 	if len(keys) >= threshold && threshold > 0 {
-		return keys, nil, nil
+		return keys, w, nil // w.Missing: keys skipped on the way
 	}
 	w.Have = len(keys)
 	w.Detail = fmt.Sprintf("%s needs %d signatures and only %d of its keys could be used", role, threshold, len(keys))
@@ -420,10 +426,15 @@ func (s *Session) resignLocked(ctx context.Context, dir string, repo *roles.Repo
 		if err != nil {
 			return err
 		}
-		if w != nil {
+		if keys == nil {
 			waits[role] = w
-		} else {
-			ready[role] = keys
+			return nil
+		}
+		ready[role] = keys
+		for _, m := range w.Missing { // as rotate says it of an absent root token
+			note := fmt.Sprintf("%s: %s could not be used (%s): signing with %d of its other keys", role, m.Key, m.Reason, len(keys))
+			res.Notes = append(res.Notes, note)
+			say("%s", note)
 		}
 		return nil
 	}

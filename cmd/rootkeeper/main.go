@@ -51,6 +51,16 @@ func (e usageError) Hint() string {
 	return "see rootkeeper --help"
 }
 
+// hinted adds a hint to an error that has none.
+type hinted struct {
+	err  error
+	hint string
+}
+
+func (e hinted) Error() string { return e.err.Error() }
+func (e hinted) Unwrap() error { return e.err }
+func (e hinted) Hint() string  { return e.hint }
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -171,7 +181,7 @@ func (a *app) session() *ceremony.Session {
 // hsmOptions are the backends' options: PIN prompt, final-try choice,
 // device messages, confirmations and attestation roots.
 func (a *app) hsmOptions() hsm.Options {
-	return hsm.Options{Prompt: readPIN, ForceLastPINTry: a.forceLastTry, Notify: a.ui.Notify, Confirm: a.ui.ask,
+	return hsm.Options{Prompt: readPIN, ForceLastPINTry: a.forceLastTry, Notify: a.ui.Notify, Progress: a.ui.Progress, Confirm: a.ui.ask,
 		AttestationRoots: a.roots, AttestationRootsName: a.rootsName}
 }
 
