@@ -88,10 +88,6 @@ type app struct {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	a := &app{stdout: stdout, ui: &tui{stderr: stderr}}
-	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version") {
-		fmt.Fprintf(stdout, "rootkeeper %s\n", ceremony.Version())
-		return exitOK
-	}
 	root := a.rootCommand()
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -150,6 +146,7 @@ variable, or a prompt on the terminal — never from the command line.`,
 		Version:       ceremony.Version(),
 	}
 	root.SetVersionTemplate("rootkeeper {{.Version}}\n")
+	root.Flags().Bool("version", false, "print rootkeeper's version (module version and VCS revision) and exit")
 	root.PersistentFlags().BoolVar(&a.forceLastTry, "force-last-pin-try", false, "send a PIN even when the device is at its final try")
 	root.PersistentFlags().BoolVarP(&a.quiet, "quiet", "q", false, "print no progress messages")
 	root.PersistentFlags().StringVar(&a.rootsFile, "attestation-roots", "", "trust these PEM root certificates for YubiKey attestations instead of Yubico's (test devices, an own CA); the choice is recorded")
