@@ -128,8 +128,9 @@ func (s *Session) ResignBatch(ctx context.Context, dirs []string, opts BatchOpti
 	start := time.Now()
 	rep := &BatchReport{Total: len(dirs), Counts: map[Outcome]int{}, Signed: map[string]int{}}
 	st := &resignState{quiet: true}
-	if opts.At.IsZero() {
-		opts.At = s.now() // one clock for the whole batch
+	notStarted := opts.At
+	if opts.DryRun && opts.At.IsZero() {
+		opts.At = s.now() // a dry run plans the whole batch as of one time
 	}
 	var stopped atomic.Bool
 	var stopOnce sync.Once
@@ -143,7 +144,11 @@ func (s *Session) ResignBatch(ctx context.Context, dirs []string, opts BatchOpti
 			defer wg.Done()
 			for dir := range jobs {
 				if stopped.Load() || ctx.Err() != nil {
-					results <- &ResignResult{Repository: dir, At: opts.At, Outcome: OutcomeNotStarted}
+					at := notStarted
+					if at.IsZero() {
+						at = s.now()
+					}
+					results <- &ResignResult{Repository: dir, At: at.UTC().Truncate(time.Second), Outcome: OutcomeNotStarted}
 					continue
 				}
 				r, err := s.resign(ctx, dir, opts.ResignOptions, st)

@@ -155,7 +155,8 @@ func BenchmarkResignBatch(b *testing.B) {
 	b.ResetTimer()
 	var elapsed, cpu time.Duration
 	for i := 0; b.Loop(); i++ {
-		opts := BatchOptions{ResignOptions: ResignOptions{At: day(300 + i), Roles: []string{RoleRoot}}, Workers: jobs}
+		f.setNow(day(300 + i))
+		opts := BatchOptions{ResignOptions: ResignOptions{Roles: []string{RoleRoot}}, Workers: jobs}
 		opts.Progress = func(done, total int, r *ResignResult) {
 			if r.Outcome != OutcomeResigned {
 				b.Fatalf("%s: %s %s", r.Repository, r.Outcome, r.Error)

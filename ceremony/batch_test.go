@@ -70,7 +70,8 @@ func TestResignBatch(t *testing.T) {
 
 	at := day(300) // root due; the online roles long expired
 	var seen atomic.Int32
-	rep := f.s.ResignBatch(context.Background(), dirs, BatchOptions{ResignOptions: ResignOptions{At: at},
+	f.setNow(at)
+	rep := f.s.ResignBatch(context.Background(), dirs, BatchOptions{
 		Progress: func(done, total int, r *ResignResult) {
 			seen.Add(1)
 			if total != 200 || done < 1 || done > total {
@@ -98,7 +99,8 @@ func TestResignBatch(t *testing.T) {
 	if treeHash(t, corrupt) != corruptHash {
 		t.Error("the corrupt repository was changed")
 	}
-	rep = f.s.ResignBatch(context.Background(), dirs, BatchOptions{ResignOptions: ResignOptions{At: at.Add(time.Hour)}})
+	f.setNow(at.Add(time.Hour))
+	rep = f.s.ResignBatch(context.Background(), dirs, BatchOptions{})
 	if rep.Counts[OutcomeNothingDue] != 199 || rep.Counts[OutcomeFailed] != 1 {
 		t.Errorf("second run: %v", rep.Counts)
 	}
@@ -142,7 +144,8 @@ func TestResignBatchTokenRemoved(t *testing.T) {
 	}
 
 	at := day(300)
-	rep := f.s.ResignBatch(ctx, dirs, BatchOptions{ResignOptions: ResignOptions{At: at}, Workers: 1})
+	f.setNow(at)
+	rep := f.s.ResignBatch(ctx, dirs, BatchOptions{Workers: 1})
 	if rep.Counts[OutcomeResigned] != 12 || rep.Counts[OutcomeFailed] != 1 || rep.Counts[OutcomeNotStarted] != 17 {
 		t.Fatalf("counts %v", rep.Counts)
 	}
@@ -176,7 +179,8 @@ func TestResignBatchTokenRemoved(t *testing.T) {
 
 	// The token is back: the same command continues where it stopped.
 	fl.left.Store(1 << 30)
-	rep = f.s.ResignBatch(ctx, dirs, BatchOptions{ResignOptions: ResignOptions{At: at.Add(time.Minute)}})
+	f.setNow(at.Add(time.Minute))
+	rep = f.s.ResignBatch(ctx, dirs, BatchOptions{})
 	if rep.Counts[OutcomeResigned] != 18 || rep.Counts[OutcomeNothingDue] != 12 {
 		t.Fatalf("rerun: %v", rep.Counts)
 	}

@@ -2,8 +2,11 @@ package ceremony
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -19,31 +22,34 @@ import (
 // after another), verifies the result as a TUF client would, and only then
 // writes the repository.
 //
-// dir must not exist or be empty. On any error nothing is left behind.
+// dir must not exist or be empty; missing parent directories are made
+// (0755), as mkdir -p does. The repository gets an empty targets/
+// directory, so that a web server serving it answers for targets/ from
+// the start. On any error nothing is left behind: not the directories
+// Init made either.
 func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result, err error) {
-	created := false
-	switch fi, statErr := os.Stat(dir); {
-	case os.IsNotExist(statErr):
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			return nil, &IOError{Op: "create", Path: dir, Err: err}
+	created, err := s.makeRepoDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	removeCreated := func() {
+		for _, d := range created { // deepest first
+			os.Remove(d)
 		}
-		created = true
-	case statErr != nil:
-		return nil, &IOError{Op: "read", Path: dir, Err: statErr}
-	case !fi.IsDir():
-		return nil, &RepoError{Dir: dir, Detail: "is a file, not a directory", HintText: "choose a new directory for --repo"}
 	}
 	lock, err := LockRepo(dir)
 	if err != nil {
-		if created {
-			os.Remove(dir)
-		}
+		removeCreated()
 		return nil, err
 	}
+	madeTargets := false
 	defer func() {
 		lock.Unlock(err != nil)
-		if err != nil && created {
-			os.Remove(dir)
+		if err != nil {
+			if madeTargets {
+				os.Remove(filepath.Join(dir, roles.TargetsDir))
+			}
+			removeCreated()
 		}
 	}()
 	entries, err := os.ReadDir(dir)
@@ -209,7 +215,47 @@ func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result
 		changed = append(changed, d.Name)
 	}
 	details := map[string]any{"plan_repository": plan.Repository, "root_threshold": plan.Roles.Root.Threshold, "root_keys": keyIDsOf(root.Signed.Roles[RoleRoot].KeyIDs), "require": require}
+	if err := os.Mkdir(filepath.Join(dir, roles.TargetsDir), 0o755); err != nil {
+		return nil, &IOError{Op: "create", Path: filepath.Join(dir, roles.TargetsDir), Err: err}
+	}
+	madeTargets = true
 	return s.commit(&change{op: "init", dir: dir, repo: repo, policy: pol, now: now, changed: changed, extra: extra, details: details})
+}
+
+// makeRepoDir makes dir and its missing parents, and returns the
+// directories it made, deepest first. An existing dir must be a directory.
+func (s *Session) makeRepoDir(dir string) ([]string, error) {
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && !fi.IsDir():
+		return nil, &RepoError{Dir: dir, Detail: "is a file, not a directory", HintText: "choose a new directory for --repo"}
+	case err == nil:
+		return nil, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, &IOError{Op: "read", Path: dir, Err: err}
+	}
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, &IOError{Op: "read", Path: d, Err: err}
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if len(missing) > 1 {
+		s.progress("creating %s and its missing parent directories (%s)", dir, strings.Join(missing[1:], ", "))
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		for _, d := range missing {
+			os.Remove(d)
+		}
+		return nil, &IOError{Op: "create", Path: dir, Err: err}
+	}
+	return missing, nil
 }
 
 func keyIDsOf(ids []string) []string { return append([]string(nil), ids...) }
@@ -262,7 +308,7 @@ func (s *Session) bootstrapSummary(plan *Plan, dir string, now time.Time, b role
 	fmt.Fprintf(&w, "  consistent snapshots: %t\n", plan.Consistent())
 	fmt.Fprintf(&w, "  key evidence:         %s\n\n", requireOf(plan))
 	line := func(role string, rk roles.RoleKeys, exp time.Time) {
-		fmt.Fprintf(&w, "  %-10s %d of %d keys, expires %s (in %s)\n", role, rk.Threshold, len(rk.Keys), exp.Format(time.RFC3339), Duration(exp.Sub(now).Round(time.Second)))
+		fmt.Fprintf(&w, "  %-10s %d of %d keys, expires %s (in %s)\n", role, rk.Threshold, len(rk.Keys), exp.Format(time.RFC3339), Human(exp.Sub(now)))
 		for _, k := range rk.Keys {
 			id, _ := roles.KeyID(k)
 			ok := opened[id]

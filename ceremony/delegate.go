@@ -88,6 +88,12 @@ func (s *Session) DelegateAdd(ctx context.Context, dir string, opts DelegateOpti
 			return nil, &RepoError{Detail: "--bins: " + err.Error()}
 		}
 	}
+	if lo, hi := LifetimeBounds(opts.Role); opts.Expires != 0 && (opts.Expires < lo || opts.Expires > hi) { // plan.go
+		return nil, &RepoError{Detail: fmt.Sprintf("--expires %s: a delegated role's lifetime is %s to %s", opts.Expires, lo, hi)}
+	}
+	if err := checkURIs(opts.Keys...); err != nil { // engine.go: before any device
+		return nil, err
+	}
 	var res *Result
 	err := s.withLock(dir, func(repo *roles.Repo, pol *Policy) error {
 		if _, err := targetsRole(repo, opts.From); err != nil {

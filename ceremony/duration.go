@@ -13,7 +13,8 @@ import (
 // "2w", "36h", "1d12h") the way officers write expiry periods.
 type Duration time.Duration
 
-// ParseDuration parses s as a Duration.
+// ParseDuration parses s as a Duration. It refuses anything longer than
+// MaxDuration (and any number that would overflow on the way there).
 func ParseDuration(s string) (Duration, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -33,77 +34,82 @@ func ParseDuration(s string) (Duration, error) {
 		for j < len(rest) && (rest[j] < '0' || rest[j] > '9') {
 			j++
 		}
-		n, err := strconv.ParseInt(rest[:i], 10, 64)
-		if err != nil || n > int64(maxDuration/time.Second) {
-			return 0, fmt.Errorf("invalid duration %q: number out of range", s)
-		}
-		var unit time.Duration
-		switch rest[i:j] {
-		case "w":
-			unit = 7 * 24 * time.Hour
-		case "d":
-			unit = 24 * time.Hour
-		case "h":
-			unit = time.Hour
-		case "m":
-			unit = time.Minute
-		case "s":
-			unit = time.Second
-		default:
+		unit, ok := durationUnits[rest[i:j]]
+		if !ok {
 			return 0, fmt.Errorf("invalid duration %q: unknown unit %q (use w, d, h, m or s)", s, rest[i:j])
 		}
-		total += time.Duration(n) * unit
-		if total > maxDuration {
-			return 0, fmt.Errorf("invalid duration %q: more than 100 years", s)
+		n, err := strconv.ParseInt(rest[:i], 10, 64)
+		// Each step is checked before it is added: n*unit and the sum
+		// stay below MaxDuration, far from int64's limit.
+		if err != nil || n > int64(MaxDuration/unit) || total+time.Duration(n)*unit > MaxDuration {
+			return 0, fmt.Errorf("invalid duration %q: more than %s", s, maxDurationText)
 		}
+		total += time.Duration(n) * unit
 		rest = rest[j:]
 	}
 	return Duration(total), nil
 }
 
-const maxDuration = 100 * 365 * 24 * time.Hour
+var durationUnits = map[string]time.Duration{
+	"w": 7 * 24 * time.Hour,
+	"d": 24 * time.Hour,
+	"h": time.Hour,
+	"m": time.Minute,
+	"s": time.Second,
+}
 
-// Human formats a span of time for people: "4d23h", "5h12m", "40m".
+// MaxDuration is the longest duration rootkeeper reads anywhere (a plan,
+// rootkeeper.yaml, --within, --at): 100 years.
+const MaxDuration = 100 * 365 * 24 * time.Hour
+
+const maxDurationText = "100 years (36500d)"
+
+// Human formats a span of time for people, rounded to two units at most
+// in the style of Duration.String: "4d23h", "5h12m", "40m". A span of a
+// day or more is rounded to the hour, a shorter one to the minute. The
+// sign is dropped: callers say "ago" themselves.
 func Human(d time.Duration) string {
 	if d < 0 {
 		d = -d
 	}
-	switch {
-	case d >= 24*time.Hour:
+	if d >= 24*time.Hour {
 		d = d.Round(time.Hour)
-	default:
+	} else {
 		d = d.Round(time.Minute)
 	}
-	days := d / (24 * time.Hour)
-	hours := (d % (24 * time.Hour)) / time.Hour
-	mins := (d % time.Hour) / time.Minute
-	switch {
-	case days > 0 && hours > 0:
-		return fmt.Sprintf("%dd%dh", days, hours)
-	case days > 0:
-		return fmt.Sprintf("%dd", days)
-	case hours > 0 && mins > 0:
-		return fmt.Sprintf("%dh%dm", hours, mins)
-	case hours > 0:
-		return fmt.Sprintf("%dh", hours)
+	if d == 0 {
+		return "0m"
 	}
-	return fmt.Sprintf("%dm", mins)
+	return Duration(d).String()
 }
 
-// String formats d in the largest whole units ("365d", "36h", "90m").
+// String formats d exactly in days, hours, minutes and seconds, leaving
+// out the units that are zero: "365d", "1d12h", "90d30m", "45s". Every
+// duration rootkeeper prints uses this one style (Human rounds first);
+// ParseDuration reads it back. Fractions of a second are dropped.
 func (d Duration) String() string {
 	t := time.Duration(d)
-	switch {
-	case t == 0:
+	if t == 0 {
 		return "0s"
-	case t%(24*time.Hour) == 0:
-		return fmt.Sprintf("%dd", t/(24*time.Hour))
-	case t%time.Hour == 0:
-		return fmt.Sprintf("%dh", t/time.Hour)
-	case t%time.Minute == 0:
-		return fmt.Sprintf("%dm", t/time.Minute)
 	}
-	return fmt.Sprintf("%ds", t/time.Second)
+	var b strings.Builder
+	if t < 0 {
+		b.WriteByte('-')
+		t = -t
+	}
+	for _, u := range []struct {
+		name string
+		d    time.Duration
+	}{{"d", 24 * time.Hour}, {"h", time.Hour}, {"m", time.Minute}, {"s", time.Second}} {
+		if n := t / u.d; n > 0 {
+			fmt.Fprintf(&b, "%d%s", n, u.name)
+			t -= n * u.d
+		}
+	}
+	if b.Len() == 0 || b.String() == "-" {
+		return "0s"
+	}
+	return b.String()
 }
 
 // UnmarshalYAML reads a Duration from a YAML scalar.

@@ -36,7 +36,10 @@ type UI interface {
 type Session struct {
 	Keys *hsm.Keyring
 	UI   UI
-	// Now is the clock; nil means time.Now. Tests and --at set it.
+	// Now is the clock every change is made at; nil means time.Now. Only
+	// code that runs a session in-process sets it (tests that need time to
+	// pass); the command has no flag or variable that moves it. Writes use
+	// the real clock, always.
 	Now func() time.Time
 	// Yes skips the confirmation (for scripts; the summary is still shown).
 	Yes bool
@@ -467,14 +470,21 @@ func marshalJSON(v any) ([]byte, error) {
 }
 
 // withLock runs fn with the repository locked, a change a crash
-// interrupted finished, and its policy and metadata loaded.
+// interrupted finished, the transcript checked (its chain, and that the
+// clock is not behind its last entry), and its policy and metadata
+// loaded and checked. fn plans the change before it opens any device.
 func (s *Session) withLock(dir string, fn func(repo *roles.Repo, pol *Policy) error) error {
-	return lockAndLoad(dir, true, fn)
+	return lockAndLoad(dir, true, s.now, fn)
 }
 
-// lockAndLoad locks dir, optionally finishes an interrupted change from
-// the journal, loads the policy and the metadata, and runs fn.
-func lockAndLoad(dir string, recoverJournal bool, fn func(repo *roles.Repo, pol *Policy) error) error {
+// lockAndLoad runs every check that needs no device, in this order, and
+// then fn: the lock; for a write the journal of an interrupted change;
+// the transcript's chain (and, with a clock, that the clock is not behind
+// its last entry); the policy (rootkeeper.yaml, strictly, with every key
+// URI parsed); the metadata, whose expiry checks then use the clock. A
+// damaged transcript is thus found before any key is opened, not after
+// every key has signed.
+func lockAndLoad(dir string, write bool, clock func() time.Time, fn func(repo *roles.Repo, pol *Policy) error) error {
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return &RepoError{Dir: dir, Detail: "no such directory", HintText: "check --repo"}
 	}
@@ -483,10 +493,17 @@ func lockAndLoad(dir string, recoverJournal bool, fn func(repo *roles.Repo, pol 
 		return err
 	}
 	defer lock.Unlock(false)
-	if recoverJournal {
+	if write {
 		if err := RecoverJournal(dir); err != nil {
 			return err
 		}
+	}
+	var now time.Time
+	if clock != nil {
+		now = clock()
+	}
+	if _, _, err := readTranscript(dir, now); err != nil { // transcript.go
+		return err
 	}
 	pol, err := LoadPolicy(dir)
 	if err != nil {
@@ -497,7 +514,19 @@ func lockAndLoad(dir string, recoverJournal bool, fn func(repo *roles.Repo, pol 
 		return &RepoError{Dir: dir, Detail: "cannot load metadata", Err: err,
 			HintText: "run rootkeeper verify --repo " + dir + " to see what is wrong"}
 	}
+	repo.Now = clock
 	return fn(repo, pol)
+}
+
+// checkURIs parses every key URI a command was given (--add, --key …)
+// before any device is opened: a typo is refused before a PIN is asked.
+func checkURIs(uris ...string) error {
+	for _, u := range uris {
+		if _, err := hsm.ParseURI(u); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 var errCancelled = errors.New("cancelled by the officer: nothing was written")

@@ -201,10 +201,10 @@ func (p *Plan) Validate() []string {
 	default:
 		add("require", "must be %s, %s or %s (got %q)", RequireHardwareBorn, RequireHardwareAttested, RequireNone, p.Require)
 	}
-	minExpiry := map[string]Duration{RoleRoot: Duration(24 * 3600e9), RoleTargets: Duration(3600e9), RoleSnapshot: Duration(3600e9), RoleTimestamp: Duration(3600e9)}
 	for _, name := range TopLevelRoles {
 		r := p.Role(name)
-		validateRole("roles."+name, r.Threshold, r.Keys, r.KeyIDs, r.Expires, r.Window, minExpiry[name], add)
+		validateRole("roles."+name, r.Threshold, r.Keys, r.KeyIDs, add)
+		validateLifetime("roles."+name, name, r.Expires, r.Window, add)
 		validateKeyPolicy("roles."+name, r.KeyPolicy, add)
 	}
 	// Root keys must sit on different devices, or the threshold means nothing.
@@ -238,7 +238,8 @@ func (p *Plan) Validate() []string {
 		if exp == 0 {
 			exp = p.Roles.Targets.Expires
 		}
-		validateRole(path, d.Threshold, d.Keys, d.KeyIDs, exp, d.Window, Duration(3600e9), add)
+		validateRole(path, d.Threshold, d.Keys, d.KeyIDs, add)
+		validateLifetime(path, d.Name, exp, d.Window, add)
 		if len(d.Paths) == 0 {
 			add(path+".paths", "at least one path pattern is needed (e.g. \"releases/*\")")
 		}
@@ -253,7 +254,7 @@ func (p *Plan) Validate() []string {
 
 var keyIDPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
-func validateRole(path string, threshold int, keys, keyids []string, expires, window, minExpiry Duration, add func(string, string, ...any)) {
+func validateRole(path string, threshold int, keys, keyids []string, add func(string, string, ...any)) {
 	if len(keyids) > 0 && len(keyids) != len(keys) {
 		add(path+".keyids", "lists %d key ids but keys lists %d keys: give one key id per key, in the same order", len(keyids), len(keys))
 	}
@@ -271,35 +272,43 @@ func validateRole(path string, threshold int, keys, keyids []string, expires, wi
 	case threshold > len(keys) && len(keys) > 0:
 		add(path+".threshold", "%d is more than the %d keys listed", threshold, len(keys))
 	}
-	seen := map[string]int{}
-	for i, k := range keys {
-		kp := fmt.Sprintf("%s.keys[%d]", path, i)
-		if scheme, _, _ := strings.Cut(k, ":"); scheme != "pkcs11" && scheme != "yubikey" {
-			add(kp, "%q is not a hardware key URI (use pkcs11: or yubikey:; rootkeeper has no file-based keys)", hsm.Redact(k))
-			continue
-		}
-		u, err := hsm.ParseURI(k)
-		if err != nil {
-			var ue *hsm.URIError
-			if errors.As(err, &ue) {
-				add(kp, "%s", ue.Reason)
-			} else {
-				add(kp, "%v", err)
-			}
-			continue
-		}
-		id := u.Object()
-		if j, dup := seen[id]; dup {
-			add(kp, "the same key as %s.keys[%d]", path, j)
-		}
-		seen[id] = i
+	validateKeyURIs(path, keys, add) // policy.go
+}
+
+// LifetimeBounds returns the shortest and longest lifetime (expires) a
+// role may have: root 1d to 10 years, targets and delegated roles 1h to 5
+// years, snapshot 1h to a year, timestamp 1h to 90d. Longer lifetimes
+// make a stolen online key or a withheld update useful for longer than
+// any repository needs (docs/expiry.md).
+func LifetimeBounds(role string) (lo, hi Duration) {
+	const h, d = Duration(3600e9), Duration(24 * 3600e9)
+	switch role {
+	case RoleRoot:
+		return d, 3650 * d
+	case RoleSnapshot:
+		return h, 365 * d
+	case RoleTimestamp:
+		return h, 90 * d
 	}
-	if expires == 0 {
+	return h, 1825 * d
+}
+
+// validateLifetime checks a role's expires and window against
+// LifetimeBounds.
+func validateLifetime(path, role string, expires, window Duration, add func(string, string, ...any)) {
+	lo, hi := LifetimeBounds(role)
+	switch {
+	case expires == 0:
 		add(path+".expires", "missing (e.g. 365d)")
-	} else if expires < minExpiry {
-		add(path+".expires", "%s is shorter than the minimum of %s", expires, minExpiry)
+	case expires < lo:
+		add(path+".expires", "%s is shorter than the minimum of %s", expires, lo)
+	case expires > hi:
+		add(path+".expires", "%s is longer than the maximum of %s", expires, hi)
 	}
-	if window != 0 && expires != 0 && window >= expires {
+	switch {
+	case window < 0:
+		add(path+".window", "%s is negative", window)
+	case window != 0 && expires != 0 && window >= expires:
 		add(path+".window", "%s is not shorter than expires (%s): the role would always be due", window, expires)
 	}
 }

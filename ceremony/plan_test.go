@@ -103,7 +103,7 @@ func TestParseDuration(t *testing.T) {
 			t.Errorf("%q accepted", in)
 		}
 	}
-	if s := Duration(36 * time.Hour).String(); s != "36h" {
+	if s := Duration(36 * time.Hour).String(); s != "1d12h" {
 		t.Errorf("String = %s", s)
 	}
 }
@@ -149,5 +149,49 @@ func TestHuman(t *testing.T) {
 		if got := Human(d); got != want {
 			t.Errorf("Human(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// Durations are bounded: no number overflows on its way to a time, and
+// every duration prints in one style.
+func TestDurationBounds(t *testing.T) {
+	for _, in := range []string{"1000000d", "36501d", "9223372036854775807s", "100000000000000w", "36500d1s", "18446744073709551616s"} {
+		if d, err := ParseDuration(in); err == nil || !strings.Contains(err.Error(), "more than 100 years") {
+			t.Errorf("%q = %v, %v", in, d, err)
+		}
+	}
+	if d, err := ParseDuration("36500d"); err != nil || d.D() != MaxDuration {
+		t.Errorf("36500d = %v, %v", d, err)
+	}
+	for d, want := range map[time.Duration]string{
+		365 * 24 * time.Hour:                 "365d",
+		210*24*time.Hour + time.Minute:       "210d1m",
+		90 * time.Minute:                     "1h30m",
+		45 * time.Second:                     "45s",
+		-(36 * time.Hour):                    "-1d12h",
+		0:                                    "0s",
+		24*time.Hour + time.Second + 500*1e6: "1d1s",
+	} {
+		if got := Duration(d).String(); got != want {
+			t.Errorf("Duration(%v) = %q, want %q", d, got, want)
+		}
+		if d > 0 {
+			back, err := ParseDuration(Duration(d).String())
+			if err != nil || back.D() != d.Truncate(time.Second) {
+				t.Errorf("%s reads back as %v, %v", Duration(d), back, err)
+			}
+		}
+	}
+	if got := Human(302401 * time.Minute); got != "210d" {
+		t.Errorf("Human(302401m) = %q", got)
+	}
+}
+
+// A plan's lifetimes are bounded by role.
+func TestPlanLifetimeBounds(t *testing.T) {
+	bad := strings.Replace(string(readPlan(t)), "expires: 7d", "expires: 300d", 1)
+	_, err := ParsePlan("p.yaml", []byte(bad))
+	if err == nil || !strings.Contains(err.Error(), "roles.timestamp.expires: 300d is longer than the maximum of 90d") {
+		t.Errorf("300d timestamp: %v", err)
 	}
 }

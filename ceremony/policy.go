@@ -7,9 +7,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/rootkeeper/rootkeeper/hsm"
 )
 
 // PolicyFile is the repository's policy, beside metadata/ and targets/.
@@ -80,7 +84,10 @@ func (p *Policy) RoleNames() []string {
 	return append(out, rest...)
 }
 
-// LoadPolicy reads DIR/rootkeeper.yaml.
+// LoadPolicy reads DIR/rootkeeper.yaml as strictly as a plan: unknown
+// fields, values of the wrong type, bad enum values, lifetimes out of
+// bounds and key URIs that do not parse are refused, every problem with
+// its field path (see Validate).
 func LoadPolicy(dir string) (*Policy, error) {
 	path := filepath.Join(dir, PolicyFile)
 	data, err := os.ReadFile(path)
@@ -91,36 +98,105 @@ func LoadPolicy(dir string) (*Policy, error) {
 		}
 		return nil, &IOError{Op: "read", Path: path, Err: err}
 	}
+	p, problems := ParsePolicy(data)
+	if len(problems) > 0 {
+		return nil, policyError(dir, problems)
+	}
+	return p, nil
+}
+
+// ParsePolicy parses and validates the text of a rootkeeper.yaml; the
+// problems start with their field path (or "line N:" for YAML errors).
+func ParsePolicy(data []byte) (*Policy, []string) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var p Policy
-	if err := dec.Decode(&p); err != nil && !errors.Is(err, io.EOF) {
-		return nil, &RepoError{Dir: dir, Detail: fmt.Sprintf("%s: %v", PolicyFile, err), HintText: "restore " + PolicyFile + " from the repository's backup"}
+	if err := dec.Decode(&p); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, []string{"the file is empty"}
+		}
+		return nil, yamlProblems(PolicyFile, err) // plan.go
 	}
-	if p.Version != 1 || p.Roles == nil {
-		return nil, &RepoError{Dir: dir, Detail: PolicyFile + ": version must be 1 and roles must be listed"}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, []string{"more than one YAML document; " + PolicyFile + " is one document"}
 	}
-	if err := p.checkLifetimes(dir); err != nil {
-		return nil, err
+	if problems := p.Validate(); len(problems) > 0 {
+		return nil, problems
 	}
 	return &p, nil
 }
 
-// checkLifetimes refuses a role whose re-signing window is not shorter
-// than its lifetime: it would be due again the moment it is re-signed.
-func (p *Policy) checkLifetimes(dir string) error {
-	for _, name := range p.RoleNames() {
-		rp := p.Roles[name]
-		switch {
-		case rp.Expires <= 0:
-			return &RepoError{Dir: dir, Detail: fmt.Sprintf("%s: roles.%s.expires is missing", PolicyFile, name),
-				HintText: "give every role a lifetime such as expires: 365d (docs/expiry.md lists the defaults and why)"}
-		case rp.Window >= rp.Expires:
-			return &RepoError{Dir: dir, Detail: fmt.Sprintf("%s: roles.%s: the re-signing window (%s) is not shorter than the lifetime (%s), so the role would be due again right after every re-signing", PolicyFile, name, rp.Window, rp.Expires),
-				HintText: "make window shorter than expires in " + PolicyFile + " (docs/expiry.md lists the defaults and why)"}
-		}
+func policyError(dir string, problems []string) error {
+	detail := PolicyFile + ": " + problems[0]
+	if len(problems) > 1 {
+		detail = fmt.Sprintf("%s has %d problems:\n  %s", PolicyFile, len(problems), strings.Join(problems, "\n  "))
 	}
-	return nil
+	return &RepoError{Dir: dir, Detail: detail,
+		HintText: "fix " + PolicyFile + " (every field: docs/plan-reference.md#policy) or restore it from the repository's backup; nothing was opened or written"}
+}
+
+var policyRoleName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
+
+// Validate checks the policy the way Plan.Validate checks a plan and
+// returns one line per problem, each starting with the field path: the
+// version, require, every role's name, lifetime and re-signing window
+// (LifetimeBounds), its key URIs (hardware URIs that parse, each key
+// once) and its pin_policy and touch_policy requirements.
+func (p *Policy) Validate() []string {
+	var probs []string
+	add := func(path, format string, a ...any) {
+		probs = append(probs, path+": "+fmt.Sprintf(format, a...))
+	}
+	if p.Version != 1 {
+		add("version", "must be 1 (got %d)", p.Version)
+	}
+	switch p.Require {
+	case RequireHardwareBorn, RequireHardwareAttested, RequireNone:
+	default:
+		add("require", "must be %s, %s or %s (got %q)", RequireHardwareBorn, RequireHardwareAttested, RequireNone, p.Require)
+	}
+	if len(p.Roles) == 0 {
+		add("roles", "no role is listed")
+	}
+	for _, name := range p.RoleNames() {
+		rp, path := p.Roles[name], "roles."+name
+		if !policyRoleName.MatchString(name) {
+			add(path, "%q is not a role name (letters, digits, . _ -)", name)
+			continue
+		}
+		validateLifetime(path, name, rp.Expires, rp.Window, add) // plan.go
+		validateKeyPolicy(path, rp.KeyPolicy, add)               // attest.go
+		validateKeyURIs(path, rp.Keys, add)
+	}
+	return probs
+}
+
+// validateKeyURIs checks the key URIs of one role: hardware URIs that
+// parse, each key once.
+func validateKeyURIs(path string, keys []string, add func(string, string, ...any)) {
+	seen := map[string]int{}
+	for i, k := range keys {
+		kp := fmt.Sprintf("%s.keys[%d]", path, i)
+		if scheme, _, _ := strings.Cut(k, ":"); scheme != "pkcs11" && scheme != "yubikey" {
+			add(kp, "%q is not a hardware key URI (use pkcs11: or yubikey:; rootkeeper has no file-based keys)", hsm.Redact(k))
+			continue
+		}
+		u, err := hsm.ParseURI(k)
+		if err != nil {
+			var ue *hsm.URIError
+			if errors.As(err, &ue) {
+				add(kp, "%s", ue.Reason)
+			} else {
+				add(kp, "%v", err)
+			}
+			continue
+		}
+		if j, dup := seen[u.Object()]; dup {
+			add(kp, "the same key as %s.keys[%d]", path, j)
+		}
+		seen[u.Object()] = i
+	}
 }
 
 // Marshal returns the policy file's bytes.

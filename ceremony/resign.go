@@ -28,7 +28,9 @@ type ResignOptions struct {
 	// DryRun reports what would be re-signed and by which keys; it opens
 	// no device and writes nothing.
 	DryRun bool
-	// At is the time to act as of; zero means the session's clock.
+	// At is the time a dry run plans as of (a rehearsal: what will be due
+	// then); zero means the session's clock. Only with DryRun: a run that
+	// writes uses the session's clock, always (ErrAtWrites).
 	At time.Time
 }
 
@@ -166,7 +168,10 @@ func (s *Session) resign(ctx context.Context, dir string, opts ResignOptions, st
 	at = at.UTC().Truncate(time.Second)
 	res := &ResignResult{Repository: dir, At: at}
 	var err error
-	if opts.DryRun {
+	switch {
+	case !opts.At.IsZero() && !opts.DryRun:
+		err = ErrAtWrites
+	case opts.DryRun:
 		err = readLocked(dir, func(repo *roles.Repo, pol *Policy) error {
 			if _, jerr := os.Stat(filepath.Join(dir, JournalFile)); jerr == nil {
 				res.Notes = append(res.Notes, "an interrupted re-signing is pending: the next run completes it before anything else")
@@ -182,7 +187,7 @@ func (s *Session) resign(ctx context.Context, dir string, opts ResignOptions, st
 			}
 			return nil
 		})
-	} else {
+	default:
 		err = s.withLock(dir, func(repo *roles.Repo, pol *Policy) error {
 			return s.resignLocked(ctx, dir, repo, pol, at, opts, st, res)
 		})
@@ -224,6 +229,12 @@ func roleMeta(repo *roles.Repo, role string) (version int64, expires time.Time, 
 		return md.Signed.Version, md.Signed.Expires, true
 	}
 	return 0, time.Time{}, false
+}
+
+// ErrAtWrites refuses a time other than the clock for a run that writes.
+var ErrAtWrites = &ResignError{
+	Detail:   "--at is only for what only reads (status, calendar, verify, resign --dry-run): writes use the real clock, always",
+	HintText: "rehearse with rootkeeper resign --dry-run --at TIME; to re-sign, run the same command without --at",
 }
 
 // ResignError is a re-signing request that cannot be met as asked.
@@ -287,9 +298,9 @@ func planResign(repo *roles.Repo, pol *Policy, at time.Time, opts ResignOptions)
 
 func leftText(left time.Duration) string {
 	if left < 0 {
-		return "expired " + Duration((-left).Round(time.Minute)).String() + " ago"
+		return "expired " + Human(-left) + " ago"
 	}
-	return Duration(left.Round(time.Minute)).String()
+	return Human(left)
 }
 
 func needFor(repo *roles.Repo, pol *Policy, role string) (int, []string) {
@@ -333,7 +344,9 @@ func withFollowers(repo *roles.Repo, pol *Policy, at time.Time, due []RoleDue) [
 	return due
 }
 
-// gather opens the keys to sign role with, up to its threshold.
+// gather opens the keys to sign role with, up to its threshold. With
+// enough keys it returns them and, in the Wait, the keys it skipped;
+// otherwise no keys and what the role waits for.
 func (s *Session) gather(ctx context.Context, st *resignState, repo *roles.Repo, pol *Policy, role string) ([]*Key, *Wait, error) {
 	uris := pol.Role(policyRole(pol, role)).Keys
 	trusted, threshold := trustedFor(repo, role)
@@ -349,7 +362,11 @@ func (s *Session) gather(ctx context.Context, st *resignState, repo *roles.Repo,
 			if ctx.Err() != nil {
 				return nil, nil, ctx.Err()
 			}
-			w.Missing = append(w.Missing, KeyWait{Key: objectOf(uri), Reason: err.Error(), Hint: hsm.HintOf(err)})
+			reason := err.Error()
+			if errAbsent(err) { // worded as rotate and revoke word it
+				reason = "not plugged in: " + strings.TrimPrefix(reason, objectOf(uri)+": ")
+			}
+			w.Missing = append(w.Missing, KeyWait{Key: objectOf(uri), Reason: reason, Hint: hsm.HintOf(err)})
 			continue
 		}
 		if !contains(trusted, k.ID()) {
@@ -361,7 +378,7 @@ func (s *Session) gather(ctx context.Context, st *resignState, repo *roles.Repo,
 		}
 	}
 	if len(keys) >= threshold && threshold > 0 {
-		return keys, nil, nil
+		return keys, w, nil // w.Missing: keys skipped on the way
 	}
 	w.Have = len(keys)
 	w.Detail = fmt.Sprintf("%s needs %d signatures and only %d of its keys could be used", role, threshold, len(keys))
@@ -409,10 +426,15 @@ func (s *Session) resignLocked(ctx context.Context, dir string, repo *roles.Repo
 		if err != nil {
 			return err
 		}
-		if w != nil {
+		if keys == nil {
 			waits[role] = w
-		} else {
-			ready[role] = keys
+			return nil
+		}
+		ready[role] = keys
+		for _, m := range w.Missing { // as rotate says it of an absent root token
+			note := fmt.Sprintf("%s: %s could not be used (%s): signing with %d of its other keys", role, m.Key, m.Reason, len(keys))
+			res.Notes = append(res.Notes, note)
+			say("%s", note)
 		}
 		return nil
 	}
@@ -607,7 +629,7 @@ func (s *Session) resignLocked(ctx context.Context, dir string, repo *roles.Repo
 // readLocked is withLock without the journal recovery, for runs that must
 // not write (--dry-run).
 func readLocked(dir string, fn func(repo *roles.Repo, pol *Policy) error) error {
-	return lockAndLoad(dir, false, fn)
+	return lockAndLoad(dir, false, nil, fn)
 }
 
 // JournalFile holds a change while it is being written: it is written

@@ -57,7 +57,13 @@ type fixture struct {
 	ui   *recUI
 	dir  string
 	plan *Plan
+	// clock is the sessions' clock (Session.Now): tests move it with
+	// setNow, as the command cannot.
+	clock *time.Time
 }
+
+// setNow moves the sessions' clock to at.
+func (f *fixture) setNow(at time.Time) { *f.clock = at }
 
 func mustDur(s string) Duration {
 	d, err := ParseDuration(s)
@@ -104,7 +110,7 @@ func newFixtureWith(t testing.TB, lifetimes map[string]string) *fixture {
 	if _, err := s.Init(ctx, p, dir); err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{env: env, s: s, ui: ui, dir: dir, plan: p}
+	return &fixture{env: env, s: s, ui: ui, dir: dir, plan: p, clock: &clock}
 }
 
 // reopen starts a new session, so that keys are opened (and tokens logged
@@ -158,7 +164,7 @@ func mustVerify(t testing.TB, dir string, at time.Time) {
 
 func resignAt(t testing.TB, f *fixture, at time.Time, opts ResignOptions) *ResignResult {
 	t.Helper()
-	opts.At = at
+	f.setNow(at)
 	res, err := f.s.Resign(context.Background(), f.dir, opts)
 	if err != nil {
 		t.Fatalf("resign at %s: %v (hint: %s)", at.Format("2006-01-02"), err, hsm.HintOf(err))
@@ -268,9 +274,12 @@ func TestResignRefusals(t *testing.T) {
 		opts ResignOptions
 		want string
 	}{
-		{ResignOptions{Within: 400 * 24 * time.Hour, At: day(1)}, "--within 400d is not shorter than the lifetime of root (365d)"},
-		{ResignOptions{Roles: []string{"nope"}, At: day(1)}, `no role "nope"`},
+		{ResignOptions{Within: 400 * 24 * time.Hour}, "--within 400d is not shorter than the lifetime of root (365d)"},
+		{ResignOptions{Roles: []string{"nope"}}, `no role "nope"`},
+		// A write uses the session's clock, always: At is for dry runs.
+		{ResignOptions{At: day(2)}, "--at is only for what only reads"},
 	} {
+		f.setNow(day(1))
 		_, err := f.s.Resign(ctx, f.dir, tc.opts)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || hsm.HintOf(err) == "" {
 			t.Errorf("%+v: err = %v", tc.opts, err)
@@ -288,9 +297,10 @@ func TestResignRefusals(t *testing.T) {
 	p.Roles[RoleTimestamp] = ts
 	bad, _ := p.Marshal()
 	os.WriteFile(pol, bad, 0o644)
-	_, err = f.s.Resign(ctx, f.dir, ResignOptions{At: day(2)})
-	if err == nil || !strings.Contains(err.Error(), "roles.timestamp: the re-signing window (8d) is not shorter than the lifetime (7d)") ||
-		!strings.Contains(hsm.HintOf(err), "window shorter than expires") {
+	f.setNow(day(2))
+	_, err = f.s.Resign(ctx, f.dir, ResignOptions{})
+	if err == nil || !strings.Contains(err.Error(), "roles.timestamp.window: 8d is not shorter than expires (7d)") ||
+		!strings.Contains(hsm.HintOf(err), "docs/plan-reference.md#policy") {
 		t.Errorf("bad window: %v", err)
 	}
 	os.WriteFile(pol, good, 0o644)

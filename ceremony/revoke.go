@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/rootkeeper/rootkeeper/roles"
 )
@@ -23,10 +24,18 @@ type RevokeOptions struct {
 	Add map[string][]string
 	// Drop lists delegated roles to remove instead of re-keying them.
 	Drop []string
-	// ResignTargets keeps the targets of a role whose metadata loses its
-	// last valid signatures, re-signed by its remaining keys; by default
-	// they are dropped, since only the revoked key vouched for them.
+	// ResignTargets keeps the targets of a role whose metadata only the
+	// revoked key vouched for (see Unvouched), re-signed by its remaining
+	// keys; by default they are dropped.
 	ResignTargets bool
+	// KeepDelegations keeps these delegations although only the revoked
+	// key vouched for them, re-signed by the delegating role's remaining
+	// keys; by default they are removed, and with them every role below
+	// them that clients reach only through them.
+	KeepDelegations []string
+	// KeepUnvouched keeps everything only the revoked key vouched for:
+	// targets and delegations.
+	KeepUnvouched bool
 }
 
 // Revocation is what a revocation changed.
@@ -39,6 +48,11 @@ type Revocation struct {
 	Roles           []RevokedRole `json:"roles"`
 	TargetsDropped  int           `json:"targets_dropped"`
 	TargetsResigned int           `json:"targets_resigned"`
+	// Unvouched is what only the revoked key vouched for, role by role,
+	// and whether it was dropped or kept.
+	Unvouched          []Unvouched `json:"unvouched,omitempty"`
+	DelegationsDropped int         `json:"delegations_dropped"`
+	DelegationsKept    int         `json:"delegations_kept"`
 }
 
 // RevokedRole is one role that trusted the revoked key.
@@ -104,19 +118,20 @@ func (e *KeysNeededError) Hint() string {
 // removes the key from every role and delegation that trusts it (a new
 // root version, signed by the offline root keys, only if root trusted
 // it), re-signs each changed role with the keys that may sign it, and
-// publishes snapshot and timestamp. A role whose metadata no longer has
-// a threshold of valid signatures without the key gets a new version: by
-// default without its targets (only the revoked key vouched for them),
-// with them re-signed by its remaining keys if opts.ResignTargets. The
-// reason goes into the transcript.
+// publishes snapshot and timestamp. A role whose published metadata has
+// no threshold of valid signatures without the key gets a new version
+// without what only the revoked key vouched for (planRevoke): its targets
+// and its delegations, and with them every role below; the officer keeps
+// them with opts.ResignTargets, opts.KeepDelegations or
+// opts.KeepUnvouched after the summary has named them. The reason goes
+// into the transcript.
+//
+// Every check that needs no device comes first (the lock, the journal,
+// the transcript, the policy, the URIs of --add, the plan); only then are
+// replacement keys opened, and keys sign after the officer confirmed.
 func (s *Session) Revoke(ctx context.Context, dir string, opts RevokeOptions) (*Result, error) {
-	if strings.TrimSpace(opts.Key) == "" {
-		return nil, &RepoError{Detail: "--key is required: the key id or URI of the key to revoke",
-			HintText: "rootkeeper status --repo " + dir + " lists every key id"}
-	}
-	if strings.TrimSpace(opts.Reason) == "" {
-		return nil, &RepoError{Detail: "--reason is required: it goes into the ceremony transcript",
-			HintText: `for example --reason "tagging laptop stolen, incident 1234"`}
+	if err := checkRevokeOptions(dir, opts); err != nil {
+		return nil, err
 	}
 	var res *Result
 	err := s.withLock(dir, func(repo *roles.Repo, pol *Policy) error {
@@ -126,268 +141,356 @@ func (s *Session) Revoke(ctx context.Context, dir string, opts RevokeOptions) (*
 		if err != nil {
 			return err
 		}
-		trusts := repo.Trusting(id)
-		if len(trusts) == 0 {
-			return &RepoError{Dir: dir, Detail: fmt.Sprintf("no role trusts key %s: there is nothing to revoke", short(id)),
-				HintText: "rootkeeper status --repo " + dir + " --key " + short(id) + " shows what a key can sign"}
-		}
-		byRole := map[string]roles.Trust{}
-		for _, t := range trusts {
-			byRole[t.Role] = t
-		}
-		for role := range opts.Add {
-			if _, ok := byRole[role]; !ok {
-				return &RepoError{Dir: dir, Detail: fmt.Sprintf("--add %s=…: %s does not trust key %s", role, role, short(id)),
-					HintText: "add keys only to roles that trusted the revoked key: " + trustNames(trusts)}
-			}
-		}
-		for _, role := range opts.Drop {
-			t, ok := byRole[role]
-			if !ok || t.Delegator == RoleRoot {
-				return &RepoError{Dir: dir, Detail: fmt.Sprintf("--drop %s: only a delegated role that trusts key %s can be dropped", role, short(id)),
-					HintText: "roles that trust the key: " + trustNames(trusts)}
-			}
-		}
-		rev := &Revocation{KeyID: id, URI: uriFor(id, records), Reason: opts.Reason}
-
-		// Which roles' metadata stays valid without the key: decided on the
-		// metadata as it is, before any role is bumped for re-signing.
-		stillValid := map[string]bool{}
-		for _, t := range trusts {
-			names := []string{t.Role}
-			if len(t.Bins) > 0 {
-				names = t.Bins
-			}
-			for _, name := range names {
-				if _, ok := repo.Delegated[name]; !ok && name != RoleTargets {
-					continue
-				}
-				signers, err := repo.ValidSigners(name)
-				if err != nil {
-					return err
-				}
-				others := slices.DeleteFunc(signers, func(s string) bool { return s == id })
-				stillValid[name] = len(others) >= t.Threshold
-			}
-		}
-
-		// Replacement keys, and roles left below their threshold.
-		adds := map[string][]*Key{}
-		need := &KeysNeededError{Dir: dir, KeyID: id}
-		for _, t := range trusts {
-			if slices.Contains(opts.Drop, t.Role) {
-				continue
-			}
-			keys, err := s.openNewKeys(ctx, dir, pol, t.Role, opts.Add[t.Role], t.KeyIDs, map[string]bool{id: true})
-			if err != nil {
-				return err
-			}
-			adds[t.Role] = keys
-			if left := len(t.KeyIDs) - 1 + len(keys); left < t.Threshold {
-				need.Roles = append(need.Roles, KeysNeeded{Role: t.Role, Left: left, Threshold: t.Threshold, Delegated: t.Delegator != RoleRoot})
-			}
-		}
-		if len(need.Roles) > 0 {
-			return need
-		}
-
-		now := s.now()
-		needRoot := false
-		for _, t := range trusts {
-			needRoot = needRoot || t.Delegator == RoleRoot
-		}
-		oldRootURIs := slices.Clone(pol.Role(RoleRoot).Keys)
-		if needRoot {
-			if err := repo.BumpRole(RoleRoot, now.Add(pol.Role(RoleRoot).Expires.D())); err != nil {
-				return err
-			}
-			rev.RootVersion = repo.Root().Signed.Version
-		}
-		bumped := map[string]bool{}
-		bump := func(role string) error {
-			if bumped[role] || role == RoleRoot {
-				return nil
-			}
-			bumped[role] = true
-			return bumpRole(repo, pol, role, now)
-		}
-		revoked := map[string]bool{id: true}
-		var dropRoles []string
-		for _, t := range trusts {
-			rr := RevokedRole{Role: t.Role, Delegator: t.Delegator, Threshold: t.Threshold, Bins: len(t.Bins)}
-			if t.Delegator != RoleRoot {
-				if err := bump(t.Delegator); err != nil {
-					return err
-				}
-			}
-			if slices.Contains(opts.Drop, t.Role) {
-				counts := map[string]int{}
-				for name, md := range repo.Delegated {
-					counts[name] = len(md.Signed.Targets)
-				}
-				_, removed, err := repo.RemoveDelegation(t.Role)
-				if err != nil {
-					return err
-				}
-				for _, r := range removed {
-					rr.Dropped += counts[r]
-					dropRoles = append(dropRoles, r)
-				}
-				rr.Action = "delegation removed"
-				rr.Metadata = fmt.Sprintf("no longer trusted: %s", abbreviate(removed))
-				rev.Roles = append(rev.Roles, rr)
-				continue
-			}
-			rk, err := repo.RoleKeysOf(roleOrFirstBin(t))
-			if err != nil {
-				return err
-			}
-			next := roles.RoleKeys{Threshold: rk.Threshold}
-			for _, k := range rk.Keys {
-				if kid, _ := roles.KeyID(k); !revoked[kid] {
-					next.Keys = append(next.Keys, k)
-				}
-			}
-			for _, k := range adds[t.Role] {
-				next.Keys = append(next.Keys, k.TUF.Key())
-				rr.Added = append(rr.Added, k.ID())
-			}
-			if err := repo.SetRoleKeys(roleOrFirstBin(t), next); err != nil {
-				return err
-			}
-			rr.Action, rr.KeysLeft = "key removed", len(next.Keys)
-			rev.Roles = append(rev.Roles, rr)
-		}
-
-		// The policy follows: the revoked key's URI goes, replacements come.
-		for name, rp := range pol.Roles {
-			rp.Keys = s.dropURIs(rp.Keys, revoked, records)
-			pol.Roles[name] = rp
-		}
-		for role, keys := range adds {
-			entry := policyRole(pol, role)
-			rp := pol.Roles[entry]
-			for _, k := range keys {
-				rp.Keys = append(rp.Keys, k.URI)
-			}
-			pol.Roles[entry] = rp
-		}
-		for _, r := range dropRoles {
-			delete(pol.Roles, r)
-		}
-		for _, r := range opts.Drop {
-			delete(pol.Roles, r)
-		}
-
-		// Each role's own metadata: still valid without the key, or a new
-		// version signed by the keys that remain.
-		var resign []string
-		for i := range rev.Roles {
-			rr := &rev.Roles[i]
-			if rr.Action != "key removed" || rr.Role == RoleRoot || rr.Role == RoleSnapshot || rr.Role == RoleTimestamp {
-				switch rr.Role {
-				case RoleRoot:
-					rr.Metadata = fmt.Sprintf("new root v%d without the key", rev.RootVersion)
-				case RoleSnapshot, RoleTimestamp:
-					rr.Metadata = "re-signed by its remaining keys"
-				}
-				continue
-			}
-			names := []string{rr.Role}
-			if t := byRole[rr.Role]; len(t.Bins) > 0 {
-				names = t.Bins
-			}
-			changed := 0
-			for _, name := range names {
-				if _, ok := repo.Delegated[name]; !ok && name != RoleTargets {
-					continue
-				}
-				if stillValid[name] {
-					continue
-				}
-				if err := bump(name); err != nil {
-					return err
-				}
-				if opts.ResignTargets {
-					md, _ := targetsRole(repo, name)
-					rr.Resigned += len(md.Signed.Targets)
-				} else {
-					n, err := repo.DropTargets(name)
-					if err != nil {
-						return err
-					}
-					rr.Dropped += n
-				}
-				changed++
-				resign = append(resign, name)
-			}
-			switch {
-			case changed == 0:
-				rr.Metadata = "still valid: signed by enough of its other keys"
-			case rr.Dropped == 0 && rr.Resigned == 0:
-				rr.Metadata = "new version signed by its remaining keys (it listed no targets)"
-			case opts.ResignTargets:
-				rr.Metadata = fmt.Sprintf("new version, its %d target(s) re-signed by its remaining keys", rr.Resigned)
-			default:
-				rr.Metadata = fmt.Sprintf("new version without the %d target(s) only the revoked key had signed", rr.Dropped)
-			}
-			if len(names) > 1 && changed > 0 {
-				rr.Metadata = fmt.Sprintf("%d of %d bins: %s", changed, len(names), rr.Metadata)
-			}
-		}
-		for _, rr := range rev.Roles {
-			rev.TargetsDropped += rr.Dropped
-			rev.TargetsResigned += rr.Resigned
-		}
-
-		if err := s.confirm(revokeSummary(dir, rev, needRoot)); err != nil {
-			return err
-		}
-		if needRoot {
-			uris := oldRootURIs
-			for _, k := range adds[RoleRoot] {
-				uris = append(uris, k.URI)
-			}
-			if err := s.signRoot(ctx, repo, uris, revoked, records); err != nil {
-				return err
-			}
-		}
-		if err := s.signChanged(ctx, repo, pol, bumped, records); err != nil {
-			return err
-		}
-		if err := s.publish(ctx, repo, pol, now); err != nil {
-			return err
-		}
-		var extra []File
-		for role, keys := range adds {
-			files, err := s.keyRecords(dir, records, keys, role, now)
-			if err != nil {
-				return err
-			}
-			extra = append(extra, files...)
-		}
-		changed := []string{}
-		if needRoot {
-			changed = append(changed, RoleRoot)
-		}
-		for _, r := range sortedKeys(bumped) {
-			if _, bin := binPolicy(pol, r); !bin || len(bumped) < 64 {
-				changed = append(changed, r)
-			}
-		}
-		changed = append(changed, RoleSnapshot, RoleTimestamp)
-		details := map[string]any{"keyid": id, "reason": opts.Reason, "revocation": rev}
-		retired, retiredIDs := retiredRecords(dir, repo, trustedBefore)
-		if len(retiredIDs) > 0 {
-			details["retired_key_records"] = retiredIDs
-		}
-		res, err = s.commit(&change{journal: true, op: "revoke", dir: dir, repo: repo, policy: pol, now: now, changed: changed, extra: append(extra, retired...), details: details})
+		p, err := planRevoke(dir, repo, id, opts) // revoke_plan.go: no device
 		if err != nil {
 			return err
 		}
-		return dropRetired(dir, retiredIDs)
+		adds := map[string][]*Key{}
+		for _, t := range p.trusts {
+			if slices.Contains(opts.Drop, t.Role) || p.isGone(t) {
+				continue
+			}
+			if adds[t.Role], err = s.openNewKeys(ctx, dir, pol, t.Role, opts.Add[t.Role], t.KeyIDs, map[string]bool{id: true}); err != nil {
+				return err
+			}
+		}
+		now := s.now()
+		oldRootURIs := slices.Clone(pol.Role(RoleRoot).Keys)
+		rev := &Revocation{KeyID: id, URI: uriFor(id, records), Reason: opts.Reason, Unvouched: p.unvouched}
+		bumped, dropRoles, err := s.applyRevoke(repo, pol, p, opts, adds, records, now, rev)
+		if err != nil {
+			return err
+		}
+		if err := s.confirm(revokeSummary(dir, rev, p.needRoot)); err != nil {
+			return err
+		}
+		if err := s.signRevocation(ctx, repo, pol, p, adds, oldRootURIs, bumped, records, now); err != nil {
+			return err
+		}
+		res, err = s.commitRevocation(dir, repo, pol, p, rev, adds, bumped, dropRoles, records, trustedBefore, now)
+		return err
 	})
 	return res, err
+}
+
+// checkRevokeOptions checks what needs no repository: the key and the
+// reason are given, every --add URI parses.
+func checkRevokeOptions(dir string, opts RevokeOptions) error {
+	if strings.TrimSpace(opts.Key) == "" {
+		return &RepoError{Detail: "--key is required: the key id or URI of the key to revoke",
+			HintText: "rootkeeper status --repo " + dir + " lists every key id"}
+	}
+	if strings.TrimSpace(opts.Reason) == "" {
+		return &RepoError{Detail: "--reason is required: it goes into the ceremony transcript",
+			HintText: `for example --reason "tagging laptop stolen, incident 1234"`}
+	}
+	if isURI(opts.Key) {
+		if err := checkURIs(opts.Key); err != nil {
+			return err
+		}
+	}
+	for _, uris := range opts.Add {
+		if err := checkURIs(uris...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyRevoke changes the metadata and the policy as planned: root and
+// the delegators lose the key (and gain the replacements), unvouched
+// delegations are removed, and each role whose version only the key
+// vouched for gets a new one. It returns the roles given a new version
+// and the delegated roles no longer trusted.
+func (s *Session) applyRevoke(repo *roles.Repo, pol *Policy, p *revokePlan, opts RevokeOptions, adds map[string][]*Key, records map[string]*KeyRecord, now time.Time, rev *Revocation) (map[string]bool, []string, error) {
+	if p.needRoot {
+		if err := repo.BumpRole(RoleRoot, now.Add(pol.Role(RoleRoot).Expires.D())); err != nil {
+			return nil, nil, err
+		}
+		rev.RootVersion = repo.Root().Signed.Version
+	}
+	bumped := map[string]bool{}
+	bump := func(role string) error {
+		if bumped[role] || role == RoleRoot {
+			return nil
+		}
+		bumped[role] = true
+		return bumpRole(repo, pol, role, now)
+	}
+	dropRoles, err := removeUnvouched(repo, p, rev, bump)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, t := range p.trusts {
+		rr, removed, err := rekey(repo, p, t, opts, adds[t.Role], bump)
+		if err != nil {
+			return nil, nil, err
+		}
+		dropRoles = append(dropRoles, removed...)
+		rev.Roles = append(rev.Roles, rr)
+	}
+	revokePolicy(s, pol, p, opts, adds, records, dropRoles)
+	for i := range rev.Roles {
+		if err := roleMetadata(repo, p, opts, &rev.Roles[i], rev.RootVersion, bump); err != nil {
+			return nil, nil, err
+		}
+		rev.TargetsDropped += rev.Roles[i].Dropped
+		rev.TargetsResigned += rev.Roles[i].Resigned
+	}
+	return bumped, dropRoles, nil
+}
+
+// removeUnvouched removes the delegations only the revoked key vouched
+// for that the officer did not keep, and returns the roles that went.
+func removeUnvouched(repo *roles.Repo, p *revokePlan, rev *Revocation, bump func(string) error) ([]string, error) {
+	var gone []string
+	for _, u := range p.unvouched {
+		for _, d := range u.Delegations {
+			if d.Kept {
+				rev.DelegationsKept++
+				continue
+			}
+			if err := bump(u.Role); err != nil {
+				return nil, err
+			}
+			_, removed, err := repo.RemoveDelegation(d.Role)
+			if err != nil {
+				return nil, err
+			}
+			rev.DelegationsDropped++
+			gone = append(gone, removed...)
+		}
+	}
+	return gone, nil
+}
+
+// rekey takes the key out of one trusting role: the delegation is
+// removed (--drop), or the role's keys lose it and gain the replacements.
+// A role below a removed unvouched delegation is gone already.
+func rekey(repo *roles.Repo, p *revokePlan, t roles.Trust, opts RevokeOptions, added []*Key, bump func(string) error) (RevokedRole, []string, error) {
+	rr := RevokedRole{Role: t.Role, Delegator: t.Delegator, Threshold: t.Threshold, Bins: len(t.Bins)}
+	if p.isGone(t) && !slices.Contains(opts.Drop, t.Role) {
+		rr.Action, rr.Metadata = "delegation removed", "no longer trusted: below a delegation only the revoked key vouched for"
+		return rr, nil, nil
+	}
+	if t.Delegator != RoleRoot {
+		if err := bump(t.Delegator); err != nil {
+			return rr, nil, err
+		}
+	}
+	if slices.Contains(opts.Drop, t.Role) {
+		counts := map[string]int{}
+		for name, md := range repo.Delegated {
+			counts[name] = len(md.Signed.Targets)
+		}
+		_, removed, err := repo.RemoveDelegation(t.Role)
+		if err != nil {
+			return rr, nil, err
+		}
+		for _, r := range removed {
+			rr.Dropped += counts[r]
+		}
+		rr.Action, rr.Metadata = "delegation removed", fmt.Sprintf("no longer trusted: %s", abbreviate(removed))
+		return rr, removed, nil
+	}
+	rk, err := repo.RoleKeysOf(roleOrFirstBin(t))
+	if err != nil {
+		return rr, nil, err
+	}
+	next := roles.RoleKeys{Threshold: rk.Threshold}
+	for _, k := range rk.Keys {
+		if kid, _ := roles.KeyID(k); kid != p.id {
+			next.Keys = append(next.Keys, k)
+		}
+	}
+	for _, k := range added {
+		next.Keys = append(next.Keys, k.TUF.Key())
+		rr.Added = append(rr.Added, k.ID())
+	}
+	if err := repo.SetRoleKeys(roleOrFirstBin(t), next); err != nil {
+		return rr, nil, err
+	}
+	rr.Action, rr.KeysLeft = "key removed", len(next.Keys)
+	return rr, nil, nil
+}
+
+// revokePolicy makes rootkeeper.yaml follow: the revoked key's URI goes,
+// replacements come, removed roles lose their entries.
+func revokePolicy(s *Session, pol *Policy, p *revokePlan, opts RevokeOptions, adds map[string][]*Key, records map[string]*KeyRecord, dropRoles []string) {
+	revoked := map[string]bool{p.id: true}
+	for name, rp := range pol.Roles {
+		rp.Keys = s.dropURIs(rp.Keys, revoked, records)
+		pol.Roles[name] = rp
+	}
+	for role, keys := range adds {
+		entry := policyRole(pol, role)
+		rp := pol.Roles[entry]
+		for _, k := range keys {
+			rp.Keys = append(rp.Keys, k.URI)
+		}
+		pol.Roles[entry] = rp
+	}
+	for _, r := range append(dropRoles, opts.Drop...) {
+		delete(pol.Roles, r)
+	}
+	for _, u := range p.unvouched {
+		for _, d := range u.Delegations {
+			if !d.Kept {
+				delete(pol.Roles, d.Role) // hashed bins: their prefix's entry
+			}
+		}
+	}
+}
+
+// signerText says who signs a role's new version.
+func signerText(left, added int) string {
+	switch {
+	case left == added:
+		return "its replacement key(s)"
+	case added == 0:
+		return "its remaining keys"
+	}
+	return "its remaining and replacement keys"
+}
+
+// roleMetadata gives each role that lost the key what its own metadata
+// needs: still valid, or a new version without (or with, if kept) what
+// only the revoked key vouched for.
+func roleMetadata(repo *roles.Repo, p *revokePlan, opts RevokeOptions, rr *RevokedRole, rootVersion int64, bump func(string) error) error {
+	if rr.Action != "key removed" {
+		return nil
+	}
+	switch rr.Role {
+	case RoleRoot:
+		rr.Metadata = fmt.Sprintf("new root v%d without the key", rootVersion)
+		return nil
+	case RoleSnapshot, RoleTimestamp:
+		rr.Metadata = "re-signed by " + signerText(rr.KeysLeft, len(rr.Added))
+		return nil
+	}
+	names := metaNames(repo, p.byRole[rr.Role])
+	changed, removed, kept := 0, 0, 0
+	for _, name := range names {
+		if p.stillValid[name] {
+			continue
+		}
+		if err := bump(name); err != nil {
+			return err
+		}
+		for _, u := range p.unvouched {
+			for _, d := range u.Delegations {
+				if u.Role != name {
+					continue
+				} else if d.Kept {
+					kept++
+				} else {
+					removed++
+				}
+			}
+		}
+		if opts.ResignTargets || opts.KeepUnvouched {
+			md, _ := targetsRole(repo, name)
+			rr.Resigned += len(md.Signed.Targets)
+		} else {
+			n, err := repo.DropTargets(name)
+			if err != nil {
+				return err
+			}
+			rr.Dropped += n
+		}
+		changed++
+	}
+	rr.Metadata = roleMetadataText(changed, rr, removed, kept)
+	if len(names) > 1 && changed > 0 {
+		rr.Metadata = fmt.Sprintf("%d of %d bins: %s", changed, len(names), rr.Metadata)
+	}
+	return nil
+}
+
+func roleMetadataText(changed int, rr *RevokedRole, removed, kept int) string {
+	if changed == 0 {
+		return "still valid: signed by enough of its other keys"
+	}
+	by := signerText(rr.KeysLeft, len(rr.Added))
+	var gone, stay []string
+	if rr.Dropped > 0 {
+		gone = append(gone, fmt.Sprintf("the %d target(s)", rr.Dropped))
+	}
+	if removed > 0 {
+		gone = append(gone, fmt.Sprintf("%d delegation(s)", removed))
+	}
+	if rr.Resigned > 0 {
+		stay = append(stay, fmt.Sprintf("%d target(s)", rr.Resigned))
+	}
+	if kept > 0 {
+		stay = append(stay, fmt.Sprintf("%d delegation(s)", kept))
+	}
+	switch {
+	case len(gone) == 0 && len(stay) == 0:
+		return "new version signed by " + by + " (it listed no targets)"
+	case len(stay) == 0:
+		return "new version without " + strings.Join(gone, " and ") + " only the revoked key had signed"
+	}
+	msg := "new version, its " + strings.Join(stay, " and ") + " re-signed by " + by
+	if len(gone) > 0 {
+		msg += ", without " + strings.Join(gone, " and ") + " only the revoked key had signed"
+	}
+	return msg
+}
+
+// signRevocation signs what the revocation changed: root with the offline
+// root keys (the revoked key only if the others cannot), each changed
+// targets role with its keys, then snapshot and timestamp.
+func (s *Session) signRevocation(ctx context.Context, repo *roles.Repo, pol *Policy, p *revokePlan, adds map[string][]*Key, oldRootURIs []string, bumped map[string]bool, records map[string]*KeyRecord, now time.Time) error {
+	if p.needRoot {
+		uris := oldRootURIs
+		for _, k := range adds[RoleRoot] {
+			uris = append(uris, k.URI)
+		}
+		if err := s.signRoot(ctx, repo, uris, map[string]bool{p.id: true}, records); err != nil {
+			return err
+		}
+	}
+	if err := s.signChanged(ctx, repo, pol, bumped, records); err != nil {
+		return err
+	}
+	return s.publish(ctx, repo, pol, now)
+}
+
+// commitRevocation writes the revocation with its key records, through
+// the journal.
+func (s *Session) commitRevocation(dir string, repo *roles.Repo, pol *Policy, p *revokePlan, rev *Revocation, adds map[string][]*Key, bumped map[string]bool, dropRoles []string, records map[string]*KeyRecord, trustedBefore []string, now time.Time) (*Result, error) {
+	var extra []File
+	for role, keys := range adds {
+		files, err := s.keyRecords(dir, records, keys, role, now)
+		if err != nil {
+			return nil, err
+		}
+		extra = append(extra, files...)
+	}
+	changed := []string{}
+	if p.needRoot {
+		changed = append(changed, RoleRoot)
+	}
+	for _, r := range sortedKeys(bumped) {
+		if _, bin := binPolicy(pol, r); !bin || len(bumped) < 64 {
+			changed = append(changed, r)
+		}
+	}
+	changed = append(changed, RoleSnapshot, RoleTimestamp)
+	details := map[string]any{"keyid": p.id, "reason": rev.Reason, "revocation": rev}
+	if len(dropRoles) > 0 {
+		details["roles_removed"] = dropRoles
+	}
+	retired, retiredIDs := retiredRecords(dir, repo, trustedBefore)
+	if len(retiredIDs) > 0 {
+		details["retired_key_records"] = retiredIDs
+	}
+	res, err := s.commit(&change{journal: true, op: "revoke", dir: dir, repo: repo, policy: pol, now: now, changed: changed, extra: append(extra, retired...), details: details})
+	if err != nil {
+		return nil, err
+	}
+	return res, dropRetired(dir, retiredIDs)
 }
 
 func roleOrFirstBin(t roles.Trust) string {
@@ -457,12 +560,52 @@ func revokeSummary(dir string, rev *Revocation, needRoot bool) string {
 	for _, r := range rev.Roles {
 		fmt.Fprintf(&w, "  %-12s (trusted by %s): %s; %s\n", r.Role, r.Delegator, r.Action, r.Metadata)
 	}
+	if lines := rev.UnvouchedLines(); len(lines) > 0 {
+		fmt.Fprintf(&w, "Only the revoked key vouched for (no other key signed these versions):\n")
+		for _, l := range lines {
+			fmt.Fprintf(&w, "  %s\n", l)
+		}
+	}
 	if needRoot {
 		fmt.Fprintf(&w, "Root trusted the key: root v%d must be signed by the offline root keys.\n", rev.RootVersion)
 	}
 	fmt.Fprintf(&w, "Targets that lose their only signature: %d dropped, %d re-signed.\n", rev.TargetsDropped, rev.TargetsResigned)
 	fmt.Fprintf(&w, "Then snapshot and timestamp are published: clients stop trusting the key at their next update.")
 	return w.String()
+}
+
+// UnvouchedLines describes, one line each, what only the revoked key
+// vouched for and what happened to it: each role's targets and each
+// delegation with its paths, keys and threshold and the roles below it.
+func (r *Revocation) UnvouchedLines() []string {
+	var out []string
+	for _, u := range r.Unvouched {
+		if u.Targets > 0 {
+			what := "dropped (--resign-targets keeps them)"
+			if u.TargetsKept {
+				what = "kept, re-signed"
+			}
+			out = append(out, fmt.Sprintf("%s v%d: %d target(s): %s", u.Role, u.Version, u.Targets, what))
+		}
+		for _, d := range u.Delegations {
+			scope := "paths " + strings.Join(d.Paths, ", ")
+			if d.Bins > 0 {
+				scope = fmt.Sprintf("%d hashed bins", d.Bins)
+			}
+			line := fmt.Sprintf("%s v%d: delegation to %s (%s; keys %s; threshold %d)", u.Role, u.Version, d.Role, scope, shortList(d.KeyIDs), d.Threshold)
+			if len(d.Below) > 0 {
+				line += ", and below it " + abbreviate(d.Below)
+			}
+			line += fmt.Sprintf(", %d target(s): ", d.Targets)
+			if d.Kept {
+				line += "kept, re-signed"
+			} else {
+				line += "removed (--keep-delegation " + d.Role + " keeps it)"
+			}
+			out = append(out, line)
+		}
+	}
+	return out
 }
 
 // KeyUse is every role a key may sign.

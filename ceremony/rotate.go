@@ -38,65 +38,30 @@ type RotateOptions struct {
 // rootkeeper.yaml follows: removed keys' URIs are dropped, added ones
 // listed.
 func (s *Session) Rotate(ctx context.Context, dir string, opts RotateOptions) (*Result, error) {
-	if !slices.Contains(TopLevelRoles, opts.Role) {
-		return nil, &RepoError{Detail: fmt.Sprintf("--role %q: rotate changes a top-level role: root, targets, snapshot or timestamp", opts.Role),
-			HintText: "for a delegated role use rootkeeper delegate add/remove, or rootkeeper revoke for a compromised key"}
-	}
-	if len(opts.Add) == 0 && len(opts.Remove) == 0 && opts.Threshold == 0 {
-		return nil, &RepoError{Detail: "nothing to change: give --add URI, --remove KEYID|URI or --threshold N",
-			HintText: "rootkeeper status --repo " + dir + " shows each role's keys"}
-	}
-	if opts.Threshold < 0 {
-		return nil, &RepoError{Detail: fmt.Sprintf("--threshold %d: a threshold is at least 1", opts.Threshold)}
+	if err := checkRotateOptions(dir, opts); err != nil {
+		return nil, err
 	}
 	var res *Result
 	err := s.withLock(dir, func(repo *roles.Repo, pol *Policy) error {
 		role := opts.Role
-		cur, err := repo.RoleKeysOf(role)
-		if err != nil {
-			return err
-		}
-		curIDs := keyIDsOfKeys(cur.Keys)
 		records := loadRecords(dir)
 		trustedBefore := repo.KeyIDs()
-		removed := map[string]bool{}
-		for _, r := range opts.Remove {
-			id, err := s.resolveKey(ctx, dir, repo, records, r)
-			if err != nil {
-				return err
-			}
-			if !slices.Contains(curIDs, id) {
-				return &RepoError{Dir: dir, Detail: fmt.Sprintf("--remove %s: key %s is not a %s key (%s keys: %s)", r, short(id), role, role, shortList(curIDs)),
-					HintText: "rootkeeper status --repo " + dir + " --key " + short(id) + " shows what the key can sign"}
-			}
-			removed[id] = true
-		}
-		added, err := s.openNewKeys(ctx, dir, pol, role, opts.Add, curIDs, removed)
+		p, err := s.planRotate(ctx, dir, repo, records, opts)
 		if err != nil {
 			return err
 		}
-		next := roles.RoleKeys{Threshold: cur.Threshold}
-		if opts.Threshold > 0 {
-			next.Threshold = opts.Threshold
+		added, err := s.openNewKeys(ctx, dir, pol, role, opts.Add, p.curIDs, p.removed)
+		if err != nil {
+			return err
 		}
-		for i, k := range cur.Keys {
-			if !removed[curIDs[i]] {
+		next := p.next
+		for i, k := range p.cur.Keys {
+			if !p.removed[p.curIDs[i]] {
 				next.Keys = append(next.Keys, k)
 			}
 		}
 		for _, k := range added {
 			next.Keys = append(next.Keys, k.TUF.Key())
-		}
-		if len(next.Keys) == 0 {
-			return &RepoError{Dir: dir, Detail: fmt.Sprintf("%s would have no keys left", role),
-				HintText: "add its new keys in the same run with --add URI (make one with rootkeeper key generate URI)"}
-		}
-		if next.Threshold > len(next.Keys) {
-			return &RepoError{Dir: dir, Detail: fmt.Sprintf("%s would have %d key(s) for a threshold of %d", role, len(next.Keys), next.Threshold),
-				HintText: fmt.Sprintf("add keys with --add URI or lower the threshold with --threshold %d", len(next.Keys))}
-		}
-		if len(removed) == 0 && len(added) == 0 && next.Threshold == cur.Threshold {
-			return &RepoError{Dir: dir, Detail: fmt.Sprintf("nothing changes: %s already has threshold %d", role, cur.Threshold)}
 		}
 
 		now := s.now()
@@ -113,13 +78,13 @@ func (s *Session) Rotate(ctx context.Context, dir string, opts RotateOptions) (*
 		// The policy follows the metadata: drop the URIs of removed keys,
 		// list the new ones.
 		rp := pol.Roles[role]
-		rp.Keys = s.dropURIs(rp.Keys, removed, records)
+		rp.Keys = s.dropURIs(rp.Keys, p.removed, records)
 		for _, k := range added {
 			rp.Keys = append(rp.Keys, k.URI)
 		}
 		pol.Roles[role] = rp
 
-		summary := s.rotateSummary(dir, role, oldRoot, newRoot, cur, next, curIDs, removed, added, records)
+		summary := s.rotateSummary(dir, role, oldRoot, newRoot, p.cur, next, p.curIDs, p.removed, added, records)
 		if err := s.confirm(summary); err != nil {
 			return err
 		}
@@ -132,25 +97,9 @@ func (s *Session) Rotate(ctx context.Context, dir string, opts RotateOptions) (*
 		if err := s.signRoot(ctx, repo, rootURIs, nil, records); err != nil {
 			return err
 		}
-		changed := []string{RoleRoot}
-		switch role {
-		case RoleTargets:
-			if err := bumpRole(repo, pol, RoleTargets, now); err != nil {
-				return err
-			}
-			if err := s.signTargetsRole(ctx, repo, pol, RoleTargets, records); err != nil {
-				return err
-			}
-			changed = append(changed, RoleTargets)
-			fallthrough
-		case RoleSnapshot, RoleTimestamp:
-			if role == RoleTimestamp || role == RoleSnapshot {
-				s.progress("clients drop a cached %s whose key the new root no longer trusts (TUF 5.3.11); the new one continues the version numbers, so clients that keep theirs accept it too", role)
-			}
-			if err := s.publish(ctx, repo, pol, now); err != nil {
-				return err
-			}
-			changed = append(changed, RoleSnapshot, RoleTimestamp)
+		changed, err := s.rotateFollowers(ctx, repo, pol, role, records, now)
+		if err != nil {
+			return err
 		}
 		extra, err := s.keyRecords(dir, records, added, role, now)
 		if err != nil {
@@ -158,8 +107,8 @@ func (s *Session) Rotate(ctx context.Context, dir string, opts RotateOptions) (*
 		}
 		details := map[string]any{
 			"role": role, "root_version": newRoot.Signed.Version,
-			"removed": sortedKeys(removed), "added": keyIDsOfOpened(added),
-			"threshold_before": cur.Threshold, "threshold": next.Threshold,
+			"removed": sortedKeys(p.removed), "added": keyIDsOfOpened(added),
+			"threshold_before": p.cur.Threshold, "threshold": next.Threshold,
 		}
 		retired, retiredIDs := retiredRecords(dir, repo, trustedBefore)
 		if len(retiredIDs) > 0 {
@@ -172,6 +121,104 @@ func (s *Session) Rotate(ctx context.Context, dir string, opts RotateOptions) (*
 		return dropRetired(dir, retiredIDs)
 	})
 	return res, err
+}
+
+// checkRotateOptions checks what needs no repository, before any device:
+// the role, that something changes, the threshold, every URI.
+func checkRotateOptions(dir string, opts RotateOptions) error {
+	if !slices.Contains(TopLevelRoles, opts.Role) {
+		return &RepoError{Detail: fmt.Sprintf("--role %q: rotate changes a top-level role: root, targets, snapshot or timestamp", opts.Role),
+			HintText: "for a delegated role use rootkeeper delegate add/remove, or rootkeeper revoke for a compromised key"}
+	}
+	if len(opts.Add) == 0 && len(opts.Remove) == 0 && opts.Threshold == 0 {
+		return &RepoError{Detail: "nothing to change: give --add URI, --remove KEYID|URI or --threshold N",
+			HintText: "rootkeeper status --repo " + dir + " shows each role's keys"}
+	}
+	if opts.Threshold < 0 {
+		return &RepoError{Detail: fmt.Sprintf("--threshold %d: a threshold is at least 1", opts.Threshold)}
+	}
+	if err := checkURIs(opts.Add...); err != nil {
+		return err
+	}
+	for _, r := range opts.Remove {
+		if isURI(r) {
+			if err := checkURIs(r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// rotatePlan is a rotation decided before any new key is opened.
+type rotatePlan struct {
+	cur     roles.RoleKeys
+	curIDs  []string
+	removed map[string]bool
+	next    roles.RoleKeys // the new threshold; keys are filled in once opened
+}
+
+// planRotate resolves the keys to remove and checks the new key count
+// and threshold (openNewKeys refuses a key given twice, so the count
+// holds once the new keys are opened).
+func (s *Session) planRotate(ctx context.Context, dir string, repo *roles.Repo, records map[string]*KeyRecord, opts RotateOptions) (*rotatePlan, error) {
+	role := opts.Role
+	cur, err := repo.RoleKeysOf(role)
+	if err != nil {
+		return nil, err
+	}
+	p := &rotatePlan{cur: cur, curIDs: keyIDsOfKeys(cur.Keys), removed: map[string]bool{}, next: roles.RoleKeys{Threshold: cur.Threshold}}
+	for _, r := range opts.Remove {
+		id, err := s.resolveKey(ctx, dir, repo, records, r)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(p.curIDs, id) {
+			return nil, &RepoError{Dir: dir, Detail: fmt.Sprintf("--remove %s: key %s is not a %s key (%s keys: %s)", r, short(id), role, role, shortList(p.curIDs)),
+				HintText: "rootkeeper status --repo " + dir + " --key " + short(id) + " shows what the key can sign"}
+		}
+		p.removed[id] = true
+	}
+	if opts.Threshold > 0 {
+		p.next.Threshold = opts.Threshold
+	}
+	switch n := len(cur.Keys) - len(p.removed) + len(opts.Add); {
+	case n == 0:
+		return nil, &RepoError{Dir: dir, Detail: fmt.Sprintf("%s would have no keys left", role),
+			HintText: "add its new keys in the same run with --add URI (make one with rootkeeper key generate URI)"}
+	case p.next.Threshold > n:
+		return nil, &RepoError{Dir: dir, Detail: fmt.Sprintf("%s would have %d key(s) for a threshold of %d", role, n, p.next.Threshold),
+			HintText: fmt.Sprintf("add keys with --add URI or lower the threshold with --threshold %d", n)}
+	case len(p.removed) == 0 && len(opts.Add) == 0 && p.next.Threshold == cur.Threshold:
+		return nil, &RepoError{Dir: dir, Detail: fmt.Sprintf("nothing changes: %s already has threshold %d", role, cur.Threshold)}
+	}
+	return p, nil
+}
+
+// rotateFollowers re-signs what follows a rotated role: targets with its
+// new keys, then snapshot and timestamp. It returns the roles changed.
+func (s *Session) rotateFollowers(ctx context.Context, repo *roles.Repo, pol *Policy, role string, records map[string]*KeyRecord, now time.Time) ([]string, error) {
+	changed := []string{RoleRoot}
+	switch role {
+	case RoleTargets:
+		if err := bumpRole(repo, pol, RoleTargets, now); err != nil {
+			return nil, err
+		}
+		if err := s.signTargetsRole(ctx, repo, pol, RoleTargets, records); err != nil {
+			return nil, err
+		}
+		changed = append(changed, RoleTargets)
+		fallthrough
+	case RoleSnapshot, RoleTimestamp:
+		if role == RoleTimestamp || role == RoleSnapshot {
+			s.progress("clients drop a cached %s whose key the new root no longer trusts (TUF 5.3.11); the new one continues the version numbers, so clients that keep theirs accept it too", role)
+		}
+		if err := s.publish(ctx, repo, pol, now); err != nil {
+			return nil, err
+		}
+		changed = append(changed, RoleSnapshot, RoleTimestamp)
+	}
+	return changed, nil
 }
 
 func keyIDsOfKeys(keys []*metadata.Key) []string {
@@ -210,6 +257,9 @@ func (s *Session) resolveKey(ctx context.Context, dir string, repo *roles.Repo, 
 	if !isURI(ref) {
 		id, err := repo.ResolveKeyID(ref)
 		if err != nil {
+			if rerr := retiredKeyError(dir, ref); rerr != nil {
+				return "", rerr
+			}
 			return "", &RepoError{Dir: dir, Detail: err.Error(),
 				HintText: "rootkeeper status --repo " + dir + " lists every key id; a key URI works too"}
 		}
@@ -226,6 +276,9 @@ func (s *Session) resolveKey(ctx context.Context, dir string, repo *roles.Repo, 
 			}
 		}
 	}
+	if rerr := retiredKeyError(dir, ref); rerr != nil { // before opening its device
+		return "", rerr
+	}
 	k, err := s.Open(ctx, ref)
 	if err != nil {
 		return "", &RepoError{Dir: dir, Detail: fmt.Sprintf("no key record names %s and its device cannot be opened", u.Object()), Err: err,
@@ -236,6 +289,52 @@ func (s *Session) resolveKey(ctx context.Context, dir string, repo *roles.Repo, 
 			HintText: "check the URI; rootkeeper status --repo " + dir + " lists every key id"}
 	}
 	return k.ID(), nil
+}
+
+// retiredKeyError explains a key the repository trusted once and no
+// longer does (its record is under keys/retired/): when, by which
+// ceremony and why, from the transcript. It returns nil if ref (a key id,
+// a prefix or a URI) names no retired key.
+func retiredKeyError(dir, ref string) error {
+	var rec *KeyRecord
+	for _, r := range loadRecordsGlob(dir, "keys/retired/*.json") {
+		l := strings.ToLower(strings.TrimSpace(ref))
+		if (isURI(ref) && objectOf(r.URI) == objectOf(ref)) || (!isURI(ref) && (r.KeyID == l || (len(l) >= roles.MinKeyIDPrefix && strings.HasPrefix(r.KeyID, l)))) {
+			if rec == nil || r.KeyID < rec.KeyID {
+				rec = r
+			}
+		}
+	}
+	if rec == nil {
+		return nil
+	}
+	what := fmt.Sprintf("key %s (%s) is retired", short(rec.KeyID), objectOf(rec.URI))
+	if e := retiringEntry(dir, rec.KeyID); e != nil {
+		what += fmt.Sprintf(": the %s of %s removed it (transcript entry %d", e.Operation, e.Time.UTC().Format(time.RFC3339), e.Seq)
+		if reason, _ := e.Details["reason"].(string); reason != "" {
+			what += fmt.Sprintf(", reason: %q", reason)
+		}
+		what += ")"
+	}
+	return &RepoError{Dir: dir, Detail: what + "; no role trusts it any more",
+		HintText: "there is nothing to remove or revoke; rootkeeper status --repo " + dir + " lists the keys the repository trusts now, keys/retired/" + rec.KeyID + ".json is the retired key's record"}
+}
+
+// retiringEntry finds the transcript entry that retired key id.
+func retiringEntry(dir, id string) *Entry {
+	_, entries, err := readTranscript(dir, time.Time{})
+	if err != nil {
+		return nil
+	}
+	for i := len(entries) - 1; i >= 0; i-- {
+		ids, _ := entries[i].Details["retired_key_records"].([]any)
+		for _, v := range ids {
+			if v == id {
+				return &entries[i]
+			}
+		}
+	}
+	return nil
 }
 
 // openNewKeys opens the keys to add to role and checks their evidence

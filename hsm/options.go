@@ -43,6 +43,10 @@ type Options struct {
 	// Notify shows the officer what the device waits for ("touch the
 	// YubiKey", "insert YubiKey serial N"). It may be nil.
 	Notify func(msg string)
+	// Progress shows what the backend is doing ("generating key …"), which
+	// the officer need not act on: a quiet run leaves it out. Nil means
+	// Notify.
+	Progress func(msg string)
 	// Getenv reads the environment; nil means os.Getenv.
 	Getenv func(string) string
 	// AttestationRoots, when set, replaces Yubico's PIV attestation roots:
@@ -57,6 +61,15 @@ type Options struct {
 	// such as replacing the key in an occupied YubiKey slot. When nil, such
 	// steps are refused.
 	Confirm func(question string) (bool, error)
+}
+
+// Say passes a progress message to Progress (or Notify).
+func (o Options) Say(format string, a ...any) {
+	if o.Progress != nil {
+		o.Progress(fmt.Sprintf(format, a...))
+		return
+	}
+	o.Tell(format, a...)
 }
 
 // Tell passes msg to Notify, if there is one.

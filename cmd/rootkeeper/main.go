@@ -51,9 +51,26 @@ func (e usageError) Hint() string {
 	return "see rootkeeper --help"
 }
 
+// hinted adds a hint to an error that has none.
+type hinted struct {
+	err  error
+	hint string
+}
+
+func (e hinted) Error() string { return e.err.Error() }
+func (e hinted) Unwrap() error { return e.err }
+func (e hinted) Hint() string  { return e.hint }
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
+
+// clock is the time every command acts at: the sessions' clock (every
+// write) and what --at counts from (reads). Writes use the real clock,
+// always: the command has no flag or environment variable that moves it.
+// Only the golden tests replace it, in main_test.go (rootkeeper-at), to
+// run a command in-process as if time had passed.
+var clock = time.Now
 
 type app struct {
 	stdout io.Writer
@@ -126,7 +143,10 @@ PINs come from the URI's pin-source file, the ROOTKEEPER_PIN environment
 variable, or a prompt on the terminal — never from the command line.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       ceremony.Version(),
 	}
+	root.SetVersionTemplate("rootkeeper {{.Version}}\n")
+	root.Flags().Bool("version", false, "print rootkeeper's version (module version and VCS revision) and exit")
 	root.PersistentFlags().BoolVar(&a.forceLastTry, "force-last-pin-try", false, "send a PIN even when the device is at its final try")
 	root.PersistentFlags().BoolVarP(&a.quiet, "quiet", "q", false, "print no progress messages")
 	root.PersistentFlags().StringVar(&a.rootsFile, "attestation-roots", "", "trust these PEM root certificates for YubiKey attestations instead of Yubico's (test devices, an own CA); the choice is recorded")
@@ -152,13 +172,13 @@ variable, or a prompt on the terminal — never from the command line.`,
 // terminal and tell the officer when they wait.
 func (a *app) session() *ceremony.Session {
 	kr := hsm.NewKeyring(a.hsmOptions())
-	return &ceremony.Session{Keys: kr, UI: a.ui}
+	return &ceremony.Session{Keys: kr, UI: a.ui, Now: clock}
 }
 
 // hsmOptions are the backends' options: PIN prompt, final-try choice,
 // device messages, confirmations and attestation roots.
 func (a *app) hsmOptions() hsm.Options {
-	return hsm.Options{Prompt: readPIN, ForceLastPINTry: a.forceLastTry, Notify: a.ui.Notify, Confirm: a.ui.ask,
+	return hsm.Options{Prompt: readPIN, ForceLastPINTry: a.forceLastTry, Notify: a.ui.Notify, Progress: a.ui.Progress, Confirm: a.ui.ask,
 		AttestationRoots: a.roots, AttestationRootsName: a.rootsName}
 }
 
@@ -168,11 +188,15 @@ func (a *app) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-// parseAt reads --at: RFC 3339, a date, or a duration from now ("+30d").
+// parseAt reads --at, for commands that only read: RFC 3339, a date, or
+// a duration from now ("+30d", "-2d"), at most 100 years away. An empty
+// value is now.
 func parseAt(s string) (time.Time, error) {
+	now := clock().UTC()
 	if s == "" {
-		return time.Now().UTC(), nil
+		return now, nil
 	}
+	var t time.Time
 	if s[0] == '+' || s[0] == '-' {
 		d, err := ceremony.ParseDuration(s[1:])
 		if err != nil {
@@ -181,14 +205,22 @@ func parseAt(s string) (time.Time, error) {
 		if s[0] == '-' {
 			d = -d
 		}
-		return time.Now().UTC().Add(d.D()), nil
-	}
-	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04", "2006-01-02"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t.UTC(), nil
+		t = now.Add(d.D())
+	} else {
+		for _, layout := range []string{time.RFC3339, "2006-01-02T15:04", "2006-01-02"} {
+			if p, err := time.Parse(layout, s); err == nil {
+				t = p.UTC()
+				break
+			}
+		}
+		if t.IsZero() {
+			return time.Time{}, usageError{fmt.Errorf("--at %q: write a time as 2027-01-31, 2027-01-31T12:00:00Z or +30d", s)}
 		}
 	}
-	return time.Time{}, usageError{fmt.Errorf("--at %q: write a time as 2027-01-31, 2027-01-31T12:00:00Z or +30d", s)}
+	if d := t.Sub(now); d > ceremony.MaxDuration || d < -ceremony.MaxDuration {
+		return time.Time{}, usageError{fmt.Errorf("--at %s: more than 100 years from now", s)}
+	}
+	return t, nil
 }
 
 func exactArgs(n int, what string) cobra.PositionalArgs {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -24,10 +25,35 @@ import (
 // The golden CLI tests run the real binary (this test binary, re-executed
 // as rootkeeper) against SoftHSM2 tokens made for each script, as an
 // officer would type the commands: testdata/script/*.txtar.
+//
+// rootkeeper-at WHEN ARGS... is rootkeeper run as if time had passed: its
+// clock (main.go) is the real clock moved by WHEN ("+2d", "-3h"), for
+// scripts in which roles enter their re-signing windows. The shipped
+// command has no such flag or variable: writes use the real clock, always,
+// and only this test binary can move it.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"rootkeeper": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
+		"rootkeeper":    func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
+		"rootkeeper-at": func() { os.Exit(runAt(os.Args[1:])) },
 	})
+}
+
+func runAt(args []string) int {
+	if len(args) < 1 || len(args[0]) < 2 || (args[0][0] != '+' && args[0][0] != '-') {
+		fmt.Fprintln(os.Stderr, "usage: rootkeeper-at +DURATION|-DURATION ARGS...")
+		return 2
+	}
+	d, err := ceremony.ParseDuration(args[0][1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rootkeeper-at:", err)
+		return 2
+	}
+	off := d.D()
+	if args[0][0] == '-' {
+		off = -off
+	}
+	clock = func() time.Time { return time.Now().Add(off) }
+	return run(args[1:], os.Stdout, os.Stderr)
 }
 
 func TestScripts(t *testing.T) {

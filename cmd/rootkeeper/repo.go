@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -69,6 +71,11 @@ Each target is named after the file's base name, under --prefix if given.`,
 				return usageError{fmt.Errorf("no files to add")}
 			}
 			inputs, err := ceremony.ReadTargetInputs(prefix, args)
+			if errors.Is(err, fs.ErrNotExist) {
+				wd, _ := os.Getwd()
+				return hinted{err, "give the path of each file to add, relative to the current directory (" + wd + ") or absolute; " +
+					"its name in the repository is --prefix and the file's base name, so the file need not be under targets/"}
+			}
 			if err != nil {
 				return err
 			}

@@ -93,13 +93,16 @@ func (a *app) resignCommand() *cobra.Command {
 	var dryRun, asJSON bool
 	var jobs int
 	cmd := &cobra.Command{
-		Use:   "resign (--repo DIR | --repos GLOB | --repos-from FILE) [--role ROLE]... [--within DURATION] [--dry-run]",
+		Use:   "resign (--repo DIR | --repos GLOB | --repos-from FILE) [--role ROLE]... [--within DURATION] [--dry-run [--at TIME]]",
 		Short: "Re-sign every role inside its re-signing window (scheduled job and officers)",
 		Long: `Re-sign every role inside its re-signing window (rootkeeper.yaml: each role's
 expires and window; docs/expiry.md): each gets a new version that expires after
 its lifetime, signed by its keys from rootkeeper.yaml; snapshot and timestamp
 follow a new targets version. --role re-signs a role whatever its window;
---within widens every window to at least DURATION.
+--within widens every window to at least DURATION. --dry-run says what would be
+re-signed and opens nothing; with --at TIME it says what will be due then (a
+rehearsal). A run that writes always uses the real clock: --at without --dry-run
+is refused.
 
 A new root is signed by a threshold of the root keys — an expired root too: a
 client accepts the new root only if a threshold of the old root's keys signed
@@ -125,6 +128,9 @@ Exit status: 0 done, 3 a due role waits for keys, 4 an expired role waits
 			}
 			opts := ceremony.ResignOptions{Roles: roleNames, DryRun: dryRun}
 			if at != "" {
+				if !dryRun {
+					return usageError{ceremony.ErrAtWrites}
+				}
 				if opts.At, err = parseAt(at); err != nil {
 					return err
 				}
@@ -162,7 +168,7 @@ Exit status: 0 done, 3 a due role waits for keys, 4 an expired role waits
 	cmd.Flags().StringArrayVar(&roleNames, "role", nil, "re-sign this role whatever its window (repeatable)")
 	cmd.Flags().StringVar(&within, "within", "", "re-sign every role that expires within this (e.g. 30d)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be re-signed and by which keys; open no device, write nothing")
-	cmd.Flags().StringVar(&at, "at", "", "act as of this time (2027-01-31, RFC 3339, or +30d; for tests and rehearsals)")
+	cmd.Flags().StringVar(&at, "at", "", "with --dry-run only: plan as of this time (2027-01-31, RFC 3339, or +30d); a run that writes uses the real clock")
 	cmd.Flags().IntVar(&jobs, "jobs", 0, "repositories worked on at once with --repos (default 4)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd

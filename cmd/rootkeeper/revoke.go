@@ -17,7 +17,7 @@ func (a *app) revokeCommand() *cobra.Command {
 	var opts ceremony.RevokeOptions
 	var yes, asJSON bool
 	cmd := &cobra.Command{
-		Use:   "revoke --repo DIR --key KEYID|URI --reason TEXT [--add ROLE=URI]... [--drop ROLE]... [--resign-targets]",
+		Use:   "revoke --repo DIR --key KEYID|URI --reason TEXT [--add ROLE=URI]... [--drop ROLE]... [--resign-targets] [--keep-delegation ROLE]... [--keep-unvouched]",
 		Short: "Emergency: stop every client trusting a compromised key at its next update",
 		Long: `Revoke a compromised key: find every role and delegation that trusts it, remove
 it, re-sign each changed role with the keys that may sign it, and publish
@@ -25,9 +25,13 @@ snapshot and timestamp, so that every client's next update stops trusting
 anything signed only by that key. The offline root keys are needed only if root
 itself trusted the key (it was a root, targets, snapshot or timestamp key).
 
-A role whose metadata was signed only by the revoked key gets a new version
-without its targets (they are dropped from what clients accept), or with them
-re-signed by its remaining keys with --resign-targets. If a role would be left
+A role whose published metadata no other key signed (the revoked key's
+signature alone made it valid) gets a new version without what only that key
+vouched for: its targets, and its delegations together with every role below
+them. The summary names each one (role, paths, keys) before anything is
+signed. Keep them, re-signed by the role's remaining keys, only after checking
+them: --resign-targets keeps the targets, --keep-delegation ROLE a delegation,
+--keep-unvouched everything. If a role would be left
 with fewer keys than its threshold, rootkeeper says which, and you add a
 replacement in the same run with --add ROLE=URI (or, for a delegated role,
 stop trusting it altogether with --drop ROLE). The reason goes into the
@@ -82,8 +86,15 @@ See docs/runbook-revocation.md.`,
 			if rev.RootVersion > 0 {
 				fmt.Fprintf(a.stdout, "new root: v%d\n", rev.RootVersion)
 			}
+			for _, l := range rev.UnvouchedLines() {
+				fmt.Fprintf(a.stdout, "only the revoked key vouched for: %s\n", l)
+			}
 			fmt.Fprintf(a.stdout, "targets that lost their signature: %d (dropped %d, re-signed %d)\n",
 				rev.TargetsDropped+rev.TargetsResigned, rev.TargetsDropped, rev.TargetsResigned)
+			if rev.DelegationsDropped+rev.DelegationsKept > 0 {
+				fmt.Fprintf(a.stdout, "delegations only the revoked key vouched for: %d (removed %d, kept %d)\n",
+					rev.DelegationsDropped+rev.DelegationsKept, rev.DelegationsDropped, rev.DelegationsKept)
+			}
 			return a.printResult(res, false)
 		},
 	}
@@ -93,6 +104,8 @@ See docs/runbook-revocation.md.`,
 	cmd.Flags().StringArrayVar(&adds, "add", nil, "ROLE=URI: a replacement key for a role left below its threshold (repeatable)")
 	cmd.Flags().StringArrayVar(&opts.Drop, "drop", nil, "remove this delegated role instead of re-keying it (repeatable)")
 	cmd.Flags().BoolVar(&opts.ResignTargets, "resign-targets", false, "re-sign the targets only the revoked key had signed with the role's remaining keys, instead of dropping them")
+	cmd.Flags().StringArrayVar(&opts.KeepDelegations, "keep-delegation", nil, "keep this delegation although only the revoked key vouched for it, re-signed by the delegating role's remaining keys (repeatable)")
+	cmd.Flags().BoolVar(&opts.KeepUnvouched, "keep-unvouched", false, "keep every target and delegation only the revoked key vouched for (check the summary first)")
 	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation (the summary is still printed)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd

@@ -150,7 +150,7 @@ func (b *Backend) Generate(ctx context.Context, uri *hsm.URI, opts hsm.GenerateO
 				HintText: "choose another object= label (and id=); rootkeeper never replaces or reuses a key in a PKCS#11 token"}
 		}
 	}
-	b.opts.Tell("generating key %q (%s) inside %s", label, opts.Algorithm, t.device())
+	b.opts.Say("generating key %q (%s) inside %s", label, opts.Algorithm, t.device())
 	drv := t.mod.drv
 	pub, priv, err := drv.GenerateKeyPair(t.session, []*pkcs11.Mechanism{mech}, pubTmpl, privTmpl)
 	if err != nil && opts.Algorithm == hsm.Ed25519 && refusedParams(err) {

@@ -142,7 +142,7 @@ func (b *Backend) Generate(ctx context.Context, uri *hsm.URI, opts hsm.GenerateO
 		return nil, err
 	}
 	defer hsm.Wipe(mk)
-	b.opts.Tell("generating a key (%s) in slot %s of %s (PIN policy %s, touch policy %s)",
+	b.opts.Say("generating a key (%s) in slot %s of %s (PIN policy %s, touch policy %s)",
 		opts.Algorithm, slotName(t.slot), d.name(), pinPolicyName(pp), touchPolicyName(tp))
 	pub, err := d.card.GenerateKey(mk, t.slot, piv.Key{Algorithm: alg, PINPolicy: pp, TouchPolicy: tp})
 	if err != nil {

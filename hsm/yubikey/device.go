@@ -150,7 +150,7 @@ func (b *Backend) find(ctx context.Context, serial uint32, uri string) (*DeviceI
 		for _, info := range found {
 			if info.Serial == serial {
 				if told {
-					b.opts.Tell("found %s in %s", info.Name(), info.Reader)
+					b.opts.Say("found %s in %s", info.Name(), info.Reader)
 				}
 				return info, nil
 			}

@@ -6,7 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -82,14 +82,16 @@ func runRootkeeper(t *testing.T, bin string, env *softhsm.Env, args ...string) (
 }
 
 // TestResignAcrossAYear: a repository whose timestamp, snapshot, targets
-// and root enter their windows one by one is kept valid by `rootkeeper
-// resign` run every three days (the clock set by --at) for a simulated year
-// and a half. rootkeeper's own verification checks it at every step; go-tuf
-// and tuf-js, with their state kept from one check to the next as real
-// clients do, at the step where each role is first re-signed and at the end.
+// and root enter their windows one by one is kept valid by re-signing
+// every three days for a simulated year and a half: the session's clock
+// is set in Go (Session.Now), as the command has no way to move it.
+// rootkeeper's own verification checks it at every step; go-tuf and
+// tuf-js, with their state kept from one check to the next as real
+// clients do, at the step where each role is first re-signed and at the
+// end. Back at the real clock, a write is refused: the transcript's last
+// entry is a year and a half ahead.
 func TestResignAcrossAYear(t *testing.T) {
 	env := softhsm.NewTokens(t, "root", "online")
-	bin := buildRootkeeper(t)
 	t0 := time.Now().UTC().Truncate(time.Second)
 	dir := filepath.Join(t.TempDir(), "repo")
 	data := bootstrap(t, env, dir, t0, map[string]string{"root": "365d", "targets": "90d", "snapshot": "21d", "timestamp": "7d"})
@@ -110,16 +112,18 @@ func TestResignAcrossAYear(t *testing.T) {
 			}
 		}
 	}
+	s, _ := newSession(t)
+	var at time.Time
+	s.Now = func() time.Time { return at }
 	const last = 555
 	for day := 3; day <= last; day += 3 {
-		at := t0.Add(time.Duration(day) * 24 * time.Hour)
-		out, stderr, code := runRootkeeper(t, bin, env, "resign", "--repo", dir, "--at", at.Format(time.RFC3339), "--json")
-		if code != 0 {
-			t.Fatalf("day %d: resign exited %d:\n%s\n%s", day, code, out, stderr)
+		at = t0.Add(time.Duration(day) * 24 * time.Hour)
+		res, err := s.Resign(context.Background(), dir, ceremony.ResignOptions{})
+		if err != nil || (res.Outcome != ceremony.OutcomeResigned && res.Outcome != ceremony.OutcomeNothingDue) {
+			t.Fatalf("day %d: resign: %v %+v", day, err, res)
 		}
-		var res ceremony.ResignResult
-		if err := json.Unmarshal([]byte(out), &res); err != nil {
-			t.Fatalf("day %d: %v\n%s", day, err, out)
+		if !res.At.Equal(at) {
+			t.Fatalf("day %d: resign ran at %s, not at the session's clock %s", day, res.At, at)
 		}
 		newRole := false
 		for _, r := range res.Resigned {
@@ -149,6 +153,19 @@ func TestResignAcrossAYear(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "metadata/3.root.json")); err != nil {
 		t.Errorf("after a year and a half root should be at version 3: %v", err)
+	}
+
+	// The real clock again: behind the transcript, so a write is refused
+	// before any device, and the repository stays as it is.
+	before := repoHash(t, dir)
+	at = time.Now().UTC()
+	_, err := s.Publish(context.Background(), dir)
+	var ce *ceremony.ClockError
+	if !errors.As(err, &ce) || ce.Last.Sub(ce.Now) < (last-1)*24*time.Hour {
+		t.Errorf("a write with the clock behind the transcript: %v", err)
+	}
+	if repoHash(t, dir) != before {
+		t.Errorf("the refused write changed the repository")
 	}
 }
 
@@ -221,10 +238,20 @@ func fullyResigned(t *testing.T, dir string, at time.Time) {
 func TestResignBatchKilled(t *testing.T) {
 	env := softhsm.NewTokens(t, "root", "online")
 	bin := buildRootkeeper(t)
-	t0 := time.Now().UTC().Truncate(time.Second)
+	now := time.Now().UTC().Truncate(time.Second)
 	base := t.TempDir()
 	src := filepath.Join(base, "src")
-	bootstrap(t, env, src, t0, map[string]string{"root": "365d", "targets": "730d", "snapshot": "730d", "timestamp": "730d"})
+	// Born 300 days ago (the session's clock set in Go), then published
+	// today: root is due (65 days left of 365, window 90), nothing else.
+	// The command below runs at the real clock: it has no other.
+	bootstrap(t, env, src, now.Add(-300*24*time.Hour), map[string]string{"root": "365d", "targets": "730d", "snapshot": "365d", "timestamp": "90d"})
+	pub, _ := newSession(t)
+	if _, err := pub.Publish(context.Background(), src); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Close(); err != nil {
+		t.Fatal(err)
+	}
 	fleetDir := filepath.Join(base, "fleet")
 	const n = 200
 	before := map[string]string{}
@@ -240,8 +267,7 @@ func TestResignBatchKilled(t *testing.T) {
 		dirs = append(dirs, d)
 		before[d] = repoHash(t, d)
 	}
-	at := t0.Add(300 * 24 * time.Hour) // root due, nothing else
-	args := []string{"resign", "--repos", filepath.Join(fleetDir, "*"), "--at", at.Format(time.RFC3339), "--jobs", "4"}
+	args := []string{"resign", "--repos", filepath.Join(fleetDir, "*"), "--jobs", "4"}
 
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(env.Environ(), "ROOTKEEPER_PIN=")
@@ -275,6 +301,7 @@ func TestResignBatchKilled(t *testing.T) {
 	// Right after the kill: clients accept every repository (the old root or
 	// the new); each is untouched, done, or has a committed journal.
 	untouched, done, pending := 0, 0, 0
+	at := time.Now()
 	for _, d := range dirs {
 		if rep, err := ceremony.Verify(d, nil, at); err != nil || !rep.OK {
 			t.Errorf("%s: a client would refuse it after the kill: %v %+v", d, err, rep)
@@ -304,7 +331,7 @@ func TestResignBatchKilled(t *testing.T) {
 	}
 	// rootkeeper verify agrees on a sample.
 	for _, d := range []string{dirs[0], dirs[n/2], dirs[n-1]} {
-		if out, stderr, code := runRootkeeper(t, bin, env, "verify", "--repo", d, "--at", at.Format(time.RFC3339)); code != 0 {
+		if out, stderr, code := runRootkeeper(t, bin, env, "verify", "--repo", d); code != 0 {
 			t.Errorf("rootkeeper verify %s: exit %d\n%s%s", d, code, out, stderr)
 		}
 	}
@@ -318,6 +345,6 @@ func TestResignBatchKilled(t *testing.T) {
 		t.Errorf("rerun summary:\n%s", out)
 	}
 	for _, d := range dirs {
-		fullyResigned(t, d, at)
+		fullyResigned(t, d, time.Now())
 	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -185,4 +186,89 @@ func logRejections(t *testing.T, what string, errs map[string]error) {
 	for name, err := range errs {
 		t.Logf("%s: %s refused: %v", what, name, err)
 	}
+}
+
+// TestRevokeKeepsNothingOnlyTheKeyVouchedFor: releases (alice's key)
+// delegates team/* to team (carol's key); releases' published version is
+// signed by alice alone. Revoking alice's key (with a replacement for
+// releases) drops what only her key vouched for — releases' target and the
+// delegation to team — so go-tuf and tuf-js, with their state from before
+// and fresh, no longer find team's target although carol's key signed it:
+// it was reachable only through a delegation the attacker could have put
+// there. The same revocation with --keep-delegation team keeps it,
+// re-signed by the replacement key, and both clients find team's target.
+func TestRevokeKeepsNothingOnlyTheKeyVouchedFor(t *testing.T) {
+	env := softhsm.NewTokens(t, "root", "tagging", "online")
+	s, _ := newSession(t)
+	ctx := context.Background()
+	for _, u := range []string{env.URI("root", "root"), env.URI("tagging", "targets"), env.URI("tagging", "alice"),
+		env.URI("tagging", "alice-2"), env.URI("tagging", "carol"), env.URI("online", "snapshot"), env.URI("online", "timestamp")} {
+		generate(t, s, u, hsm.ECDSAP256)
+	}
+	plan := &ceremony.Plan{Version: 1, Ceremony: "bootstrap", Repository: "revoke-nested"}
+	plan.Roles.Root = role(1, "365d", env.URI("root", "root"))
+	plan.Roles.Targets = role(1, "90d", env.URI("tagging", "targets"))
+	plan.Roles.Snapshot = role(1, "21d", env.URI("online", "snapshot"))
+	plan.Roles.Timestamp = role(1, "7d", env.URI("online", "timestamp"))
+	plan.Delegations = []ceremony.DelegationPlan{{Name: "releases", Threshold: 1, Keys: []string{env.URI("tagging", "alice")},
+		Paths: []string{"releases/*", "team/*"}}}
+	dir := filepath.Join(t.TempDir(), "repo")
+	if _, err := s.Init(ctx, plan, dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DelegateAdd(ctx, dir, ceremony.DelegateOptions{Role: "team", From: "releases", Keys: []string{env.URI("tagging", "carol")}, Paths: []string{"team/*"}}); err != nil {
+		t.Fatal(err)
+	}
+	rel, team := []byte("release, tagged by alice\n"), []byte("team app, tagged by carol\n")
+	if _, err := s.AddTargets(ctx, dir, "releases", []ceremony.TargetInput{{Name: "releases/app", Data: rel}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddTargets(ctx, dir, "team", []ceremony.TargetInput{{Name: "team/app", Data: team}}); err != nil {
+		t.Fatal(err)
+	}
+	keepDir := filepath.Join(t.TempDir(), "keep")
+	if out, err := exec.Command("cp", "-a", dir, keepDir).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	v1 := readFile(t, filepath.Join(dir, "metadata/1.root.json"))
+	mdURL, tgURL := clients.Serve(t, dir)
+	cs := clients.All(t, clients.Config{TrustedRoot: v1, CacheDir: t.TempDir(), MetadataURL: mdURL, TargetsURL: tgURL})
+	updateAll(t, "before the revocation", cs, map[string][]byte{"releases/app": rel, "team/app": team}, 1)
+
+	add := map[string][]string{"releases": {env.URI("tagging", "alice-2")}}
+	res, err := s.Revoke(ctx, dir, ceremony.RevokeOptions{Key: env.URI("tagging", "alice"), Reason: "laptop stolen", Add: add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := res.Details["revocation"].(*ceremony.Revocation)
+	if rev.DelegationsDropped != 1 || rev.TargetsDropped != 1 || len(rev.Unvouched) != 1 || rev.Unvouched[0].Role != "releases" ||
+		len(rev.Unvouched[0].Delegations) != 1 || d0(rev).Role != "team" || d0(rev).Targets != 1 || d0(rev).Kept {
+		t.Fatalf("revocation %+v", rev)
+	}
+	logRejections(t, "team's target, clients with state", clients.RejectedBy(t, cs, "team/app"))
+	fresh := clients.All(t, clients.Config{TrustedRoot: v1, MetadataURL: mdURL, TargetsURL: tgURL})
+	errs := clients.RejectedBy(t, fresh, "team/app")
+	logRejections(t, "team's target, fresh clients", errs)
+	if len(errs) != 2 {
+		t.Errorf("%d clients refused team's target, want both", len(errs))
+	}
+	updateAll(t, "after the revocation", fresh, nil, 1)
+	if rep, err := ceremony.Verify(dir, nil, time.Now()); err != nil || !rep.OK {
+		t.Fatalf("verify: %v %+v", err, rep)
+	}
+
+	// The officer checked the delegation and keeps it.
+	res, err = s.Revoke(ctx, keepDir, ceremony.RevokeOptions{Key: env.URI("tagging", "alice"), Reason: "laptop stolen", Add: add, KeepDelegations: []string{"team"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev := res.Details["revocation"].(*ceremony.Revocation); rev.DelegationsKept != 1 || rev.DelegationsDropped != 0 || !d0(rev).Kept {
+		t.Fatalf("revocation with --keep-delegation %+v", rev)
+	}
+	clients.CheckRepository(t, keepDir, v1, map[string][]byte{"team/app": team})
+	logRejections(t, "releases' own target, kept delegation", clients.ExpectRejected(t, keepDir, v1, "releases/app"))
+}
+
+func d0(rev *ceremony.Revocation) ceremony.UnvouchedDelegation {
+	return rev.Unvouched[0].Delegations[0]
 }
