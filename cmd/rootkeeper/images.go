@@ -307,5 +307,3 @@ type hinted struct{ msg, hint string }
 
 func (h *hinted) Error() string { return h.msg }
 func (h *hinted) Hint() string  { return h.hint }
-
-
