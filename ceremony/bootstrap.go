@@ -21,6 +21,15 @@ import (
 //
 // dir must not exist or be empty. On any error nothing is left behind.
 func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result, err error) {
+	return s.InitWith(ctx, plan, dir, nil)
+}
+
+// InitWith is Init with initial targets (initial.go; nil for none), as an
+// import from Notary gives them.
+func (s *Session) InitWith(ctx context.Context, plan *Plan, dir string, initial *Initial) (res *Result, err error) {
+	if err := initial.check(plan); err != nil {
+		return nil, err
+	}
 	created := false
 	switch fi, statErr := os.Stat(dir); {
 	case os.IsNotExist(statErr):
@@ -150,6 +159,10 @@ func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result
 	if err != nil {
 		return nil, err
 	}
+	initialFiles, err := initial.apply(repo, plan.Consistent())
+	if err != nil {
+		return nil, err
+	}
 
 	// The policy: lifetimes, windows, signing keys (root keys too, for the
 	// next ceremony).
@@ -166,7 +179,7 @@ func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result
 		pol.Roles[d.Name] = RolePolicy{Expires: exp, Window: d.Window, Keys: d.Keys}
 	}
 
-	summary := s.bootstrapSummary(plan, dir, now, b, opened, keyRoles, order)
+	summary := s.bootstrapSummary(plan, dir, now, b, opened, keyRoles, order) + initial.summary()
 	if err := s.confirm(summary); err != nil {
 		return nil, err
 	}
@@ -192,7 +205,7 @@ func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result
 		return nil, err
 	}
 
-	var extra []File
+	extra := initialFiles
 	for _, id := range order {
 		rec, err := keyRecord(opened[id], keyRoles[id], now)
 		if err != nil {
@@ -209,6 +222,7 @@ func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result
 		changed = append(changed, d.Name)
 	}
 	details := map[string]any{"plan_repository": plan.Repository, "root_threshold": plan.Roles.Root.Threshold, "root_keys": keyIDsOf(root.Signed.Roles[RoleRoot].KeyIDs), "require": require}
+	initial.addDetails(details)
 	return s.commit(&change{op: "init", dir: dir, repo: repo, policy: pol, now: now, changed: changed, extra: extra, details: details})
 }
 

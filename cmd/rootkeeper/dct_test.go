@@ -33,7 +33,8 @@ func dctCmds() map[string]func(ts *testscript.TestScript, neg bool, args []strin
 			ts.Setenv("REGISTRY", strings.TrimPrefix(srv.URL, "http://"))
 		},
 		// pushimage VAR REF pushes a new random image to REF and sets $VAR
-		// to its manifest digest.
+		// to its manifest digest, ${VAR}_HEX to the digest's hex and
+		// ${VAR}_LEN to the manifest's length.
 		"pushimage": func(ts *testscript.TestScript, neg bool, args []string) {
 			if len(args) != 2 {
 				ts.Fatalf("usage: pushimage VAR REF")
@@ -45,7 +46,11 @@ func dctCmds() map[string]func(ts *testscript.TestScript, neg bool, args []strin
 			ts.Check(remote.Write(ref, img))
 			d, err := img.Digest()
 			ts.Check(err)
+			raw, err := img.RawManifest()
+			ts.Check(err)
 			ts.Setenv(args[0], d.String())
+			ts.Setenv(args[0]+"_HEX", d.Hex)
+			ts.Setenv(args[0]+"_LEN", fmt.Sprint(len(raw)))
 		},
 		// notary-fixture ARGS... runs softhsm-test/notary's fixture
 		// generator (built once per test run) with ARGS; its JSON output

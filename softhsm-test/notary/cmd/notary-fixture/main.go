@@ -9,7 +9,8 @@
 //
 // make writes DIR/tuf/GUN/metadata/{root,targets,snapshot,timestamp}.json
 // and targets/releases.json exactly as a Notary client's cache holds them,
-// and DIR/root.crt (the root certificate). publish initialises the
+// and DIR/root.crt (the root certificate) and DIR/root.id (its Notary
+// certificate id). publish initialises the
 // collection on a notary-server through Notary's client library, adds the
 // targets and publishes (then, with -rotate-root, rotates the root key and
 // publishes again); DIR/root.crt is the first root certificate. Both print
@@ -138,6 +139,9 @@ func makeCmd(args []string) error {
 	}
 	d := c.describe(*dir, map[string]targetList{"targets": tg, string(releases): rel})
 	if err := os.WriteFile(d.RootCert, c.certPEM, 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(*dir, "root.id"), []byte(d.RootCertIDs[0]+"\n"), 0o644); err != nil {
 		return err
 	}
 	return json.NewEncoder(os.Stdout).Encode(d)
@@ -414,6 +418,9 @@ func describeRemote(repo client.Repository, dir, gun string, tg targetList) (*de
 		k := root.Signed.Keys[id]
 		d.RootCertIDs = append(d.RootCertIDs, id)
 		if err := os.WriteFile(d.RootCert, k.Public(), 0o644); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "root.id"), []byte(id+"\n"), 0o644); err != nil {
 			return nil, err
 		}
 	}
