@@ -154,8 +154,8 @@ var (
 	notaryErr  error
 )
 
-// notaryBins builds softhsm-test/notary's fixture generator and
-// notary-server v0.7.0 once per test run (about 30 s cold on two cores,
+// notaryBins builds softhsm-test/notary's fixture generator, notary-server
+// and the notary client v0.7.0 once per test run (about 30 s cold on two cores,
 // a few seconds from Go's build cache).
 func notaryBins(t *testing.T) string {
 	t.Helper()
@@ -164,20 +164,24 @@ func notaryBins(t *testing.T) string {
 		if notaryBin, notaryErr = os.MkdirTemp("", "rootkeeper-notary-"); notaryErr != nil {
 			return
 		}
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		cmd := exec.Command(goBin, "build", "-C", "../notary", "-o", notaryBin+"/", "./cmd/notary-fixture", "github.com/theupdateframework/notary/cmd/notary-server")
+		cmd := exec.Command(goTool(), "build", "-C", "../notary", "-o", notaryBin+"/", "./cmd/notary-fixture",
+			"github.com/theupdateframework/notary/cmd/notary-server", "github.com/theupdateframework/notary/cmd/notary")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			notaryErr = fmt.Errorf("%v\n%s", err, out)
 		}
-		t.Logf("built notary-fixture and notary-server v0.7.0 in %s", time.Since(start).Round(time.Millisecond))
+		t.Logf("built notary-fixture, notary-server and notary v0.7.0 in %s", time.Since(start).Round(time.Millisecond))
 	})
 	if notaryErr != nil {
 		t.Fatalf("building softhsm-test/notary: %v", notaryErr)
 	}
 	return notaryBin
+}
+
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }
 
 // startNotaryServer runs notary-server with memory storage and the
