@@ -10,7 +10,9 @@ import (
 )
 
 func testCollection() *notary.Collection {
-	h := func(b byte) map[string][]byte { return map[string][]byte{"sha256": []byte(strings.Repeat(string(b), 32))} }
+	h := func(b byte) map[string][]byte {
+		return map[string][]byte{"sha256": []byte(strings.Repeat(string(b), 32))}
+	}
 	return &notary.Collection{GUN: "registry.example.org/app", Source: "trust directory td", RootVersion: 2, ChainFrom: 1,
 		RootCertIDs: []string{"bb"}, PinnedCertIDs: []string{"aa"},
 		Roles: []*notary.Role{
@@ -64,7 +66,9 @@ func TestNotaryInitialRefuses(t *testing.T) {
 	}{
 		{"no delegation", nil, planWith("other"), nil, `the collection has the delegation targets/releases, but the plan has no delegation "releases"`},
 		{"nested", func(c *notary.Collection) { c.Roles[1].Name = "targets/releases/team" }, planWith("releases"), nil, "nested delegation targets/releases/team"},
-		{"conflict", func(c *notary.Collection) { c.Roles[1].Targets["latest"] = notary.Target{Length: 11, Hashes: c.Roles[0].Targets["latest"].Hashes} },
+		{"conflict", func(c *notary.Collection) {
+			c.Roles[1].Targets["latest"] = notary.Target{Length: 11, Hashes: c.Roles[0].Targets["latest"].Hashes}
+		},
 			planWith("releases"), nil, `signs "latest" differently in targets and targets/releases`},
 		{"unknown map", nil, planWith("releases"), map[string]string{"targets/ci": "releases"}, "--map targets/ci: the collection has no such role"},
 	} {
