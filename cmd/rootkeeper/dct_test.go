@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +32,16 @@ func dctCmds() map[string]func(ts *testscript.TestScript, neg bool, args []strin
 			srv := httptest.NewServer(registry.New(registry.Logger(discardLogger())))
 			ts.Defer(srv.Close)
 			ts.Setenv("REGISTRY", strings.TrimPrefix(srv.URL, "http://"))
+		},
+		// serve VAR DIR serves DIR over loopback HTTP, as a static web
+		// server would, and sets $VAR to its URL.
+		"serve": func(ts *testscript.TestScript, neg bool, args []string) {
+			if len(args) != 2 {
+				ts.Fatalf("usage: serve VAR DIR")
+			}
+			srv := httptest.NewServer(http.FileServer(http.Dir(ts.MkAbs(args[1]))))
+			ts.Defer(srv.Close)
+			ts.Setenv(args[0], srv.URL)
 		},
 		// pushimage VAR REF pushes a new random image to REF and sets $VAR
 		// to its manifest digest, ${VAR}_HEX to the digest's hex and
