@@ -28,6 +28,15 @@ import (
 // the start. On any error nothing is left behind: not the directories
 // Init made either.
 func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result, err error) {
+	return s.InitWith(ctx, plan, dir, nil)
+}
+
+// InitWith is Init with initial targets (initial.go; nil for none), as an
+// import from Notary gives them.
+func (s *Session) InitWith(ctx context.Context, plan *Plan, dir string, initial *Initial) (res *Result, err error) {
+	if err := initial.check(plan); err != nil {
+		return nil, err
+	}
 	created, err := s.makeRepoDir(dir)
 	if err != nil {
 		return nil, err
@@ -156,6 +165,10 @@ func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result
 	if err != nil {
 		return nil, err
 	}
+	initialFiles, err := initial.apply(repo, plan.Consistent())
+	if err != nil {
+		return nil, err
+	}
 
 	// The policy: lifetimes, windows, signing keys (root keys too, for the
 	// next ceremony).
@@ -172,7 +185,7 @@ func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result
 		pol.Roles[d.Name] = RolePolicy{Expires: exp, Window: d.Window, Keys: d.Keys}
 	}
 
-	summary := s.bootstrapSummary(plan, dir, now, b, opened, keyRoles, order)
+	summary := s.bootstrapSummary(plan, dir, now, b, opened, keyRoles, order) + initial.summary()
 	if err := s.confirm(summary); err != nil {
 		return nil, err
 	}
@@ -198,7 +211,7 @@ func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result
 		return nil, err
 	}
 
-	var extra []File
+	extra := initialFiles
 	for _, id := range order {
 		rec, err := keyRecord(opened[id], keyRoles[id], now)
 		if err != nil {
@@ -215,6 +228,7 @@ func (s *Session) Init(ctx context.Context, plan *Plan, dir string) (res *Result
 		changed = append(changed, d.Name)
 	}
 	details := map[string]any{"plan_repository": plan.Repository, "root_threshold": plan.Roles.Root.Threshold, "root_keys": keyIDsOf(root.Signed.Roles[RoleRoot].KeyIDs), "require": require}
+	initial.addDetails(details)
 	if err := os.Mkdir(filepath.Join(dir, roles.TargetsDir), 0o755); err != nil {
 		return nil, &IOError{Op: "create", Path: filepath.Join(dir, roles.TargetsDir), Err: err}
 	}

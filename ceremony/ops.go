@@ -14,16 +14,26 @@ import (
 	"github.com/rootkeeper/rootkeeper/roles"
 )
 
-// TargetInput is a file to add as a target.
+// TargetInput is a file to add as a target, or, without Data, content
+// that lives elsewhere (an image manifest in a registry) signed by its
+// length and hashes only (external.go).
 type TargetInput struct {
-	Name string // target path clients ask for ("releases/app-1.0.tgz")
+	Name string // target path clients ask for ("releases/app-1.0.tgz", "library/app:v1.2")
 	Data []byte
+	// Digest is set for a target without a file: its length, hashes and
+	// custom metadata.
+	Digest *DigestInput
 }
 
-// TargetName checks a target path: relative, clean, no "..".
+// TargetName checks a target path: relative, clean, no "..", and nothing a
+// URL or a static web server would read differently (%, ?, #, control
+// characters). ':' is fine ("library/app:v1.2").
 func TargetName(name string) error {
 	if name == "" || strings.HasPrefix(name, "/") || path.Clean(name) != name || strings.Contains(name, "\\") {
 		return fmt.Errorf("target path %q must be a clean relative path such as releases/app-1.0.tgz", name)
+	}
+	if err := urlSafeName(name); err != nil { // external.go
+		return err
 	}
 	for _, part := range strings.Split(name, "/") {
 		if part == ".." || part == "." {
@@ -39,8 +49,7 @@ func TargetName(name string) error {
 func (s *Session) AddTargets(ctx context.Context, dir, role string, inputs []TargetInput) (*Result, error) {
 	var res *Result
 	err := s.withLock(dir, func(repo *roles.Repo, pol *Policy) error {
-		md, err := targetsRole(repo, role)
-		if err != nil {
+		if _, err := targetsRole(repo, role); err != nil {
 			return err
 		}
 		now := s.now()
@@ -56,11 +65,11 @@ func (s *Session) AddTargets(ctx context.Context, dir, role string, inputs []Tar
 			if err := checkDelegatedPath(repo, role, in.Name); err != nil {
 				return err
 			}
-			if err := repo.AddTarget(role, in.Name, in.Data); err != nil {
+			files, err := addTargetInput(repo, pol.ConsistentSnapshot, role, in) // external.go
+			if err != nil {
 				return err
 			}
-			tf := md.Signed.Targets[in.Name]
-			extra = append(extra, targetFiles(pol.ConsistentSnapshot, in.Name, tf, in.Data)...)
+			extra = append(extra, files...)
 			names = append(names, in.Name)
 		}
 		if err := s.signRole(ctx, repo, pol, role); err != nil {
@@ -69,6 +78,7 @@ func (s *Session) AddTargets(ctx context.Context, dir, role string, inputs []Tar
 		if err := s.publish(ctx, repo, pol, now); err != nil {
 			return err
 		}
+		var err error
 		res, err = s.commit(&change{op: "targets-add", dir: dir, repo: repo, policy: pol, now: now, noPolicy: true,
 			changed: []string{role, RoleSnapshot, RoleTimestamp}, extra: extra,
 			details: map[string]any{"role": role, "targets": names}})

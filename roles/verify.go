@@ -516,7 +516,17 @@ func (v *verifier) checkTargetFiles() error {
 				v.add(r.name, "", RuleTargetFile, fmt.Sprintf("%s: %v: it cannot be checked on disk", r.name, err), "")
 				continue
 			}
+			external := IsExternal(tf) // external.go: clients check only its metadata
+			if external {
+				if err := CheckExternalHashes(tf.Length, tf.Hashes); err != nil {
+					v.add(r.name, "", RuleTargetFile, fmt.Sprintf("%s: external target %q: %v", r.name, p, err), "re-add it with its sha256 and length")
+					continue
+				}
+			}
 			for _, name := range TargetFilePaths(p, tf, consistent) {
+				if _, err := fs.Stat(v.fsys, name); external && errors.Is(err, fs.ErrNotExist) {
+					continue // no file, as marked; one that is there must match
+				}
 				msg, err := checkTargetFile(v.fsys, name, tf)
 				if err != nil {
 					return err

@@ -108,7 +108,7 @@ func TestScripts(t *testing.T) {
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
-		Cmds: withPINCmds(map[string]func(ts *testscript.TestScript, neg bool, args []string){
+		Cmds: withDCT(t, withPINCmds(map[string]func(ts *testscript.TestScript, neg bool, args []string){ // dct_test.go
 			"vcard": vcardCmd, // virtual YubiKeys: yubikey_test.go
 			// dropsigs FILE KEEP keeps only the first KEEP signatures of a
 			// metadata file, as a bad mirror or a broken tool would.
@@ -187,7 +187,7 @@ func TestScripts(t *testing.T) {
 				}
 				ts.Check(os.WriteFile(p, []byte(strings.Replace(string(data), args[1], args[2], 1)), 0o644))
 			},
-		}),
+		})),
 	})
 }
 

@@ -57,17 +57,25 @@ func (a *app) targetsCommand() *cobra.Command {
 	})
 	var dir, role, prefix string
 	var asJSON bool
+	var digests digestFlags // images.go
 	add := &cobra.Command{
-		Use:   "add --repo DIR [--role NAME] [--prefix DIR] FILE...",
-		Short: "Add files as targets, sign the role and publish",
+		Use:   "add --repo DIR [--role NAME] [--prefix DIR] FILE... | --oci REF [--name NAME] | --name N --sha256 H --length L [--custom JSON]... | --from FILE",
+		Short: "Add files or image tags as targets, sign the role and publish",
 		Long: `Add files as targets of a role (targets, or a delegated role), sign the role with
 its keys from rootkeeper.yaml, and publish new snapshot and timestamp versions.
-Each target is named after the file's base name, under --prefix if given.`,
+Each target is named after the file's base name, under --prefix if given.
+
+Targets without a file (Docker Content Trust's image tags): --oci REF resolves
+the manifest REF names in its registry and signs REPOSITORY:TAG (or --name) with
+the manifest's sha256 and length, its media type, registry and repository in
+custom; --name/--sha256/--length (repeatable) and --from FILE (one JSON object a
+line) sign given digests. Such targets are marked external: the repository keeps
+no file for them, clients fetch the content from the registry.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := requireFlag("repo", dir); err != nil {
 				return err
 			}
-			if len(args) == 0 {
+			if len(args) == 0 && !digests.any() {
 				return usageError{fmt.Errorf("no files to add")}
 			}
 			inputs, err := ceremony.ReadTargetInputs(prefix, args)
@@ -79,6 +87,11 @@ Each target is named after the file's base name, under --prefix if given.`,
 			if err != nil {
 				return err
 			}
+			more, err := digests.inputs(cmd.Context())
+			if err != nil {
+				return err
+			}
+			inputs = append(inputs, more...)
 			return a.change(false, asJSON, func(s *ceremony.Session) (*ceremony.Result, error) {
 				return s.AddTargets(cmd.Context(), dir, role, inputs)
 			})
@@ -105,7 +118,8 @@ Each target is named after the file's base name, under --prefix if given.`,
 		c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	}
 	add.Flags().StringVar(&prefix, "prefix", "", "directory to put the targets under (e.g. releases/)")
-	cmd.AddCommand(add, remove)
+	digests.register(add)
+	cmd.AddCommand(add, remove, a.targetsListCommand()) // images.go
 	return cmd
 }
 

@@ -49,6 +49,10 @@ type Client interface {
 	// (following delegations) and downloads and verifies it. It returns the
 	// verified bytes.
 	Fetch(ctx context.Context, targetPath string) ([]byte, error)
+	// Lookup refreshes the metadata like Update and looks targetPath up
+	// (following delegations) without downloading it: for targets whose
+	// content lives elsewhere (image manifests in a registry). lookup.go
+	Lookup(ctx context.Context, targetPath string) (*TargetInfo, error)
 	// TrustedVersions returns the version of every metadata file in the
 	// client's cache directory, keyed by role name ("root", "timestamp",
 	// "snapshot", "targets", delegated role names). Roles never trusted are

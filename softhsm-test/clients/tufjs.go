@@ -161,20 +161,22 @@ type tufJSRequest struct {
 	CacheDir    string   `json:"cacheDir"`
 	TrustedRoot string   `json:"trustedRoot"`
 	Targets     []string `json:"targets,omitempty"`
+	Lookup      []string `json:"lookup,omitempty"`
 	OutDir      string   `json:"outDir,omitempty"`
 	RefTime     string   `json:"refTime,omitempty"`
 }
 
 // tufJSResult is the JSON line printed by client.mjs.
 type tufJSResult struct {
-	OK       bool              `json:"ok"`
-	Error    string            `json:"error"`
-	Version  string            `json:"version"`
-	Versions map[string]int64  `json:"versions"`
-	Targets  map[string]string `json:"targets"`
+	OK       bool                   `json:"ok"`
+	Error    string                 `json:"error"`
+	Version  string                 `json:"version"`
+	Versions map[string]int64       `json:"versions"`
+	Targets  map[string]string      `json:"targets"`
+	Infos    map[string]*TargetInfo `json:"infos"`
 }
 
-func (c *tufJS) run(ctx context.Context, targets []string) (*tufJSResult, error) {
+func (c *tufJS) run(ctx context.Context, targets []string, lookup ...string) (*tufJSResult, error) {
 	c.calls++
 	req := tufJSRequest{
 		MetadataURL: c.cfg.MetadataURL,
@@ -182,6 +184,7 @@ func (c *tufJS) run(ctx context.Context, targets []string) (*tufJSResult, error)
 		CacheDir:    c.dir,
 		TrustedRoot: c.rootFile,
 		Targets:     targets,
+		Lookup:      lookup,
 	}
 	if len(targets) > 0 {
 		req.OutDir = filepath.Join(c.tmp, fmt.Sprintf("out-%d", c.calls))

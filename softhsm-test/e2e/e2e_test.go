@@ -27,7 +27,11 @@ func TestMain(m *testing.M) {
 		// test that needs it.
 		os.Stderr.WriteString("e2e: " + err.Error() + "\n")
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if notaryBin != "" { // dct_test.go
+		os.RemoveAll(notaryBin)
+	}
+	os.Exit(code)
 }
 
 // recordingUI collects what a ceremony tells the officer.

@@ -10,13 +10,15 @@
 //     "cacheDir":    "/tmp/x",        // persistent state: <cacheDir>/metadata, <cacheDir>/targets
 //     "trustedRoot": "/path/1.root.json", // copied to <cacheDir>/metadata/root.json if absent
 //     "targets":     ["a.txt", "dir/b.txt"], // optional: targets to download
+//     "lookup":      ["lib/app:v1"],  // optional: targets to look up only (no download)
 //     "outDir":      "/tmp/out",     // required with targets: target i is written to <outDir>/<i>
 //     "refTime":     "2030-01-01T00:00:00Z" // optional: reference time for expiry checks
 //   }
 //
 // Output (stdout, one line):
 //   {"ok":true|false,"client":"tuf-js","version":"5.0.1","error":"...",
-//    "versions":{"root":1,"timestamp":3,...},"targets":{"a.txt":"/tmp/out/0"}}
+//    "versions":{"root":1,"timestamp":3,...},"targets":{"a.txt":"/tmp/out/0"},
+//    "infos":{"lib/app:v1":{"length":527,"hashes":{"sha256":"…"},"custom":{…}}}}
 // "versions" are the versions of the metadata files in the cache directory
 // after the run. Exit status: 0 on success, 1 on a client failure, 2 on a
 // usage error.
@@ -123,7 +125,13 @@ async function main() {
       await updater.downloadTarget(info, out);
       fetched[target] = out;
     }
-    emit({ ok: true, versions: readVersions(metadataDir), targets: fetched });
+    const infos = {};
+    for (const target of req.lookup ?? []) {
+      const info = await updater.getTargetInfo(target);
+      if (!info) throw new Error(`target ${target} not found`);
+      infos[target] = { length: info.length, hashes: info.hashes, custom: info.custom };
+    }
+    emit({ ok: true, versions: readVersions(metadataDir), targets: fetched, infos });
     return 0;
   } catch (err) {
     emit({ ok: false, error: describe(err), versions: readVersions(metadataDir) });
