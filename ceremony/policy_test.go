@@ -66,7 +66,7 @@ roles:
 		{"expires: 90d", "expires: 1000000d", "more than 100 years"},
 		{"version: 1", "version: 2", "version: must be 1 (got 2)"},
 		{"consistent_snapshot: true", "consistent_snapshot: maybe", "cannot unmarshal"},
-		{`"pkcs11:token=online;object=targets"`, `"file:/etc/key.pem"`, `roles.targets.keys[0]: "file:/etc/key.pem" is not a hardware key URI`},
+		{`"pkcs11:token=online;object=targets"`, `"file:/etc/key.pem"`, `roles.targets.keys[0]: "file:***" is not a hardware key URI`},
 		{`"pkcs11:token=online;object=snapshot"`, `"pkcs11:token=online;object=snapshot;object=x"`, "roles.snapshot.keys[0]: "},
 		{`[ "pkcs11:token=root;object=root" ]`, `[ "pkcs11:token=root;object=root", "pkcs11:token=root;object=root?pin-source=/p" ]`, "roles.root.keys[1]: the same key as roles.root.keys[0]"},
 	} {
