@@ -168,7 +168,7 @@ func (r *Repo) AddDelegation(from string, d Delegation, expires time.Time) error
 	if err != nil {
 		return err
 	}
-	if err := checkRoleName(d.Name); err != nil {
+	if err := CheckRoleName(d.Name); err != nil {
 		return err
 	}
 	if taken := r.roleNameTaken(d.Name); taken != "" {
@@ -247,7 +247,7 @@ func (r *Repo) AddHashedBins(from, prefix string, n int, rk RoleKeys, expires ti
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRoleName(prefix); err != nil {
+	if err := CheckRoleName(prefix); err != nil {
 		return nil, err
 	}
 	if dl := md.Signed.Delegations; dl != nil && (len(dl.Roles) > 0 || dl.SuccinctRoles != nil) {
@@ -268,7 +268,7 @@ func (r *Repo) AddHashedBins(from, prefix string, n int, rk RoleKeys, expires ti
 		return nil, fmt.Errorf("cannot make %s: %s", label, taken)
 	}
 	for _, b := range names {
-		if err := checkRoleName(b); err != nil {
+		if err := CheckRoleName(b); err != nil {
 			return nil, fmt.Errorf("%s: %w", label, err)
 		}
 		if taken := r.roleNameTaken(b); taken != "" {

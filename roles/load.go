@@ -71,22 +71,55 @@ func (s *scanned) problem(role, file, rule, detail, hint string) {
 	s.problems = append(s.problems, Problem{Role: role, File: file, Rule: rule, Detail: detail, Hint: hint})
 }
 
-// read returns a file's bytes, or nil and a problem when it is missing.
-// Other read errors stop the scan as I/O failures.
-func (s *scanned) read(fsys fs.FS, path string) ([]byte, bool) {
+// read returns a file's bytes, read with the limit clients apply to it
+// (listed: the length the parent lists, 0 for none). ok is false when the
+// file is missing (the caller reports it), above the limit (reported here:
+// RuleSize, or RuleLengthHash when a listed length is exceeded) or
+// unreadable (an I/O failure that stops the scan); only a missing file
+// gives missing true.
+func (s *scanned) read(fsys fs.FS, path, role string, listed int64, parent string) (data []byte, ok, missing bool) {
 	if s.ioErr != nil {
-		return nil, false
+		return nil, false, false
 	}
-	data, err := fs.ReadFile(fsys, path)
+	data, err := readBounded(fsys, path, metaLimit(role, listed))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, false
+			return nil, false, true
+		}
+		if e, big := tooLarge(err); big {
+			s.sizeProblem(role, path, e, listed, parent)
+			return nil, false, false
 		}
 		s.ioErr = fmt.Errorf("reading %s: %w", path, err)
-		return nil, false
+		return nil, false, false
 	}
 	s.raw[path] = data
-	return data, true
+	return data, true, false
+}
+
+// sizeProblem reports a file that clients stop downloading.
+func (s *scanned) sizeProblem(role, path string, e *errTooLarge, listed int64, parent string) {
+	if listed > 0 {
+		s.problem(role, path, RuleLengthHash,
+			fmt.Sprintf("%s is longer than the %d bytes %s lists for it: clients stop reading it there", path, listed, parent),
+			"the file was changed after "+parent+" was made: update and re-sign "+parent+" (and the timestamp)")
+		return
+	}
+	s.problem(role, path, RuleSize,
+		fmt.Sprintf("%s %s: more than %s: clients refuse to download it", path, e.sizeText(), limitSource(role, 0, parent)),
+		sizeHint(role))
+}
+
+func sizeHint(role string) string {
+	switch role {
+	case metadata.ROOT:
+		return "a root this large holds too many keys or unknown fields: make a smaller root"
+	case metadata.TIMESTAMP:
+		return "a timestamp names only the snapshot: remove the unknown fields and extra signatures that make it this large"
+	case metadata.SNAPSHOT:
+		return "list the snapshot's length in the timestamp (rootkeeper does), or use fewer delegated roles"
+	}
+	return "spread the targets over delegated roles or hashed bins (rootkeeper delegate add --bins N) so that each file stays under the limit"
 }
 
 // parse decodes metadata of type T with go-tuf's own parser.
@@ -115,8 +148,11 @@ func scanRepo(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType]
 	n := from
 	for ; n < from+maxRootVersions; n++ {
 		p := rootPath(n)
-		data, ok := s.read(fsys, p)
+		data, ok, missing := s.read(fsys, p, metadata.ROOT, 0, "")
 		if !ok {
+			if !missing {
+				return s
+			}
 			break
 		}
 		md, err := parseCached[metadata.RootType](s.c, data)
@@ -152,9 +188,9 @@ func scanRepo(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType]
 
 	// timestamp
 	s.tsPath = timestampPath()
-	data, ok := s.read(fsys, s.tsPath)
+	data, ok, missing := s.read(fsys, s.tsPath, metadata.TIMESTAMP, 0, "")
 	if !ok {
-		if s.ioErr == nil {
+		if missing {
 			s.problem(metadata.TIMESTAMP, s.tsPath, RuleMissing, s.tsPath+" is missing", "sign and write a timestamp")
 		}
 		return s
@@ -173,9 +209,9 @@ func scanRepo(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType]
 		return s
 	}
 	s.snPath = rolePath(metadata.SNAPSHOT, snMeta.Version, consistent)
-	data, ok = s.read(fsys, s.snPath)
+	data, ok, missing = s.read(fsys, s.snPath, metadata.SNAPSHOT, snMeta.Length, fmt.Sprintf("timestamp v%d", ts.Signed.Version))
 	if !ok {
-		if s.ioErr == nil {
+		if missing {
 			s.problem(metadata.SNAPSHOT, s.snPath, RuleMissing,
 				fmt.Sprintf("%s is missing (timestamp v%d names snapshot v%d)", s.snPath, ts.Signed.Version, snMeta.Version), "")
 		}
@@ -287,9 +323,9 @@ func (s *scanned) children(name string, md *metadata.Metadata[metadata.TargetsTy
 
 func (s *scanned) loadTargets(fsys fs.FS, role string, m *metadata.MetaFiles, consistent bool) (*metadata.Metadata[metadata.TargetsType], string) {
 	p := rolePath(role, m.Version, consistent)
-	data, ok := s.read(fsys, p)
+	data, ok, missing := s.read(fsys, p, role, m.Length, fmt.Sprintf("snapshot v%d", s.snapshot.Signed.Version))
 	if !ok {
-		if s.ioErr == nil {
+		if missing {
 			s.problem(role, p, RuleMissing,
 				fmt.Sprintf("%s is missing (snapshot v%d lists %s v%d)", p, s.snapshot.Signed.Version, role, m.Version), "")
 		}

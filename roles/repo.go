@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"path"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -314,7 +313,7 @@ func New(b Bootstrap) (*Repo, error) {
 	seen := map[string]bool{}
 	for i, d := range b.Delegations {
 		label := fmt.Sprintf("delegation %q", d.Name)
-		if err := checkRoleName(d.Name); err != nil {
+		if err := CheckRoleName(d.Name); err != nil {
 			errs = append(errs, fmt.Errorf("delegation %d: %w", i+1, err))
 			continue
 		}
@@ -364,39 +363,13 @@ func newTargets(expires time.Time) *metadata.Metadata[metadata.TargetsType] {
 // normTime gives the TUF form of a time: UTC, whole seconds.
 func normTime(t time.Time) time.Time { return t.UTC().Truncate(time.Second) }
 
-var roleNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._-]{0,99}$`)
-
-func checkRoleName(name string) error {
-	if !roleNameRE.MatchString(name) {
-		return fmt.Errorf("role name %q is not allowed: use a letter, then letters, digits, '.', '_' or '-' (at most 100)", name)
-	}
-	if isTopLevel(name) {
-		return fmt.Errorf("role name %q is a top-level role name", name)
-	}
-	return nil
-}
-
 func checkPaths(paths []string) error {
 	if len(paths) == 0 {
 		return errors.New("no paths: the role would be trusted for nothing")
 	}
 	for _, p := range paths {
-		if p == "" || strings.HasPrefix(p, "/") {
-			return fmt.Errorf("path pattern %q is not allowed: patterns are relative to targets/, like \"releases/*\"", p)
-		}
-	}
-	return nil
-}
-
-// checkTargetPath accepts a clean relative path with '/' separators.
-func checkTargetPath(p string) error {
-	if p == "" || p == "." || strings.Contains(p, `\`) || path.Clean(p) != p || strings.HasPrefix(p, "/") ||
-		p == ".." || strings.HasPrefix(p, "../") || strings.HasSuffix(p, "/") {
-		return fmt.Errorf("target path %q is not a clean relative path (like \"releases/v1/app.tar.gz\")", p)
-	}
-	for _, elem := range strings.Split(p, "/") {
-		if elem == ".." {
-			return fmt.Errorf("target path %q leaves targets/", p)
+		if err := checkPathPattern(p); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -35,12 +35,18 @@ const (
 	RuleTargetFile  = "target-file"        // a target file is missing or differs from its metadata
 	RuleSpecVersion = "spec-version"       // spec_version is not TUF 1.x
 	RuleClient      = "client"             // the TUF client rules reject the file for another reason
+	RuleSize        = "size"               // a file is larger than clients download (their default length limits)
+	RuleRoleName    = "role-name"          // a role name that is not safe in a URL and a file name on every server
+	RuleNumber      = "number-range"       // a version, length or threshold out of range (tuf-js reads integers exactly only below 2^53)
+	RuleDepth       = "delegation-depth"   // a role or target beyond the delegations clients follow (32)
+	RuleEncoding    = "encoding"           // the signed part is not what every client re-encodes and checks the signatures over
+	RuleTargetPath  = "target-path"        // a target path or path pattern that clients read differently or cannot fetch
 )
 
 // fatal rules are those a client fails on; a client error on a file that
 // already has one of them is not reported twice.
 var fatal = []string{RuleMissing, RuleParse, RuleThreshold, RuleRootChain, RuleVersion, RuleLengthHash,
-	RuleExpired, RuleKeyMissing, RuleKeyType, RuleClient}
+	RuleExpired, RuleKeyMissing, RuleKeyType, RuleClient, RuleSize}
 
 // VerifyOptions tune Verify.
 type VerifyOptions struct {
@@ -142,7 +148,12 @@ func Verify(fsys fs.FS, opts VerifyOptions) (*Report, error) {
 	v.trusted, v.tfile = opts.TrustedRoot, "(trusted root)"
 	if v.trusted == nil {
 		v.tfile = rootPath(1)
-		data, err := fs.ReadFile(fsys, v.tfile)
+		data, err := readBounded(fsys, v.tfile, RootMaxLength)
+		if e, big := tooLarge(err); big {
+			v.add(metadata.ROOT, v.tfile, RuleSize, fmt.Sprintf("%s %s: more than %s: clients refuse to download it", v.tfile, e.sizeText(), limitSource(metadata.ROOT, 0, "")),
+				sizeHint(metadata.ROOT))
+			return v.finish(), nil
+		}
 		if errors.Is(err, fs.ErrNotExist) {
 			v.add(metadata.ROOT, v.tfile, RuleMissing, v.tfile+" is missing: this is not a TUF repository directory",
 				"point at the directory that contains metadata/ and targets/")
