@@ -179,6 +179,9 @@ func Verify(fsys fs.FS, opts VerifyOptions) (*Report, error) {
 	v.checkRoots()
 	v.checkTopLevel()
 	v.checkDelegated()
+	v.checkNameCase()
+	v.checkSearch()
+	v.checkRotations()
 	if opts.CheckTargets {
 		if err := v.checkTargetFiles(); err != nil {
 			return nil, err
@@ -224,6 +227,7 @@ func (v *verifier) checkRoots() {
 		label := rootLabel(md)
 		rr := RoleReport{Role: metadata.ROOT, File: cr.path, Version: md.Signed.Version, Expires: md.Signed.Expires}
 		v.checkSpec(metadata.ROOT, cr.path, label, md.Signed.SpecVersion)
+		v.checkEncoding(metadata.ROOT, cr.path, label, md, md.Signed)
 		v.checkKeys(metadata.ROOT, cr.path, label, md.Signed.Keys)
 		for _, name := range metadata.TOP_LEVEL_ROLE_NAMES {
 			role := md.Signed.Roles[name]
@@ -304,6 +308,8 @@ func (v *verifier) checkTopLevel() {
 		}
 		rr := RoleReport{Role: e.role, File: e.file, Version: version, Expires: expires, Delegator: from}
 		v.checkSpec(e.role, e.file, e.role, spec)
+		v.checkVersionMin(e.role, e.file, e.role, version)
+		v.checkEncoding(e.role, e.file, e.role, e.md, signed)
 		if role := root.Signed.Roles[e.role]; role != nil {
 			rr.Threshold, rr.KeyIDs = role.Threshold, slices.Clone(role.KeyIDs)
 			rr.ValidSignatures = v.checkSigned(e.role, e.file, e.role, from, e.md, signed, sigs, root.Signed.Keys, role.KeyIDs, role.Threshold)
@@ -312,6 +318,7 @@ func (v *verifier) checkTopLevel() {
 		v.rep.Roles = append(v.rep.Roles, rr)
 	}
 	if s.targets != nil {
+		v.checkTargetEntries(metadata.TARGETS, s.tgPath, s.targets.Signed.Targets)
 		v.checkDelegations(metadata.TARGETS, s.tgPath, s.targets)
 	}
 }
@@ -320,6 +327,9 @@ func (v *verifier) checkDelegated() {
 	for _, d := range v.s.delegated {
 		rr := RoleReport{Role: d.name, File: d.path, Version: d.md.Signed.Version, Expires: d.md.Signed.Expires, Delegator: d.delegator}
 		v.checkSpec(d.name, d.path, d.name, d.md.Signed.SpecVersion)
+		v.checkVersionMin(d.name, d.path, d.name, d.md.Signed.Version)
+		v.checkEncoding(d.name, d.path, d.name, d.md, d.md.Signed)
+		v.checkTargetEntries(d.name, d.path, d.md.Signed.Targets)
 		if del := v.delegation(d.name, d.delegator); del != nil {
 			keys, ids, threshold := del.keys()
 			rr.Threshold, rr.KeyIDs = threshold, slices.Clone(ids)
@@ -375,6 +385,7 @@ func (v *verifier) checkDelegations(role, file string, md *metadata.Metadata[met
 		return
 	}
 	v.checkKeys(role, file, role, dl.Keys)
+	v.checkDelegationRules(role, file, dl)
 	for _, d := range dl.Roles {
 		v.checkRoleKeyIDs(role, file, fmt.Sprintf("%s, delegation %q", role, d.Name), dl.Keys, d.KeyIDs, d.Threshold)
 		if len(d.Paths) > 0 && len(d.PathHashPrefixes) > 0 {
@@ -481,13 +492,20 @@ func (v *verifier) countSigs(role, file, label string, sigs []metadata.Signature
 
 func (v *verifier) checkSpec(role, file, label, spec string) {
 	major, _, _ := strings.Cut(spec, ".")
-	if major != "1" {
+	switch {
+	case major != "1":
 		v.add(role, file, RuleSpecVersion, fmt.Sprintf("%s: spec_version %q is not TUF 1.x", label, spec), "clients reject other major versions")
+	case !specRE.MatchString(spec):
+		v.add(role, file, RuleSpecVersion, fmt.Sprintf("%s: spec_version %q is not of the form 1.N or 1.N.N", label, spec),
+			"tuf-js refuses any other form: write the spec version go-tuf writes ("+metadata.SPECIFICATION_VERSION+")")
 	}
 }
 
+// checkExpiry reports a role expired at the reference time as tuf-js
+// sees it: expired from its expiry on (go-tuf: only after it), read to the
+// millisecond (JavaScript dates).
 func (v *verifier) checkExpiry(role, file, label string, expires time.Time) {
-	if v.at.After(expires) {
+	if !v.at.Before(expires.Truncate(time.Millisecond)) {
 		v.add(role, file, RuleExpired, fmt.Sprintf("%s: expired at %s", label, expires.UTC().Format(time.RFC3339)),
 			fmt.Sprintf("checked at %s: re-sign it with a later expiry", v.at.UTC().Format(time.RFC3339)))
 		return
@@ -523,9 +541,8 @@ func (v *verifier) checkTargetFiles() error {
 				v.add(r.name, "", RuleParse, fmt.Sprintf("%s: target %q has no length and hashes", r.name, p), "")
 				continue
 			}
-			if err := checkTargetPath(p); err != nil {
-				v.add(r.name, "", RuleTargetFile, fmt.Sprintf("%s: %v: it cannot be checked on disk", r.name, err), "")
-				continue
+			if checkTargetPath(p) != nil {
+				continue // reported by checkTargetEntries
 			}
 			for _, name := range TargetFilePaths(p, tf, consistent) {
 				msg, err := checkTargetFile(v.fsys, name, tf)
