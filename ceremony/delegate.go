@@ -57,6 +57,24 @@ func binPolicy(p *Policy, role string) (string, bool) {
 	return "", false
 }
 
+// checkDelegateName checks the new role's name (or the bins' names) and
+// the number of bins, before any device is opened.
+func checkDelegateName(opts DelegateOptions) error {
+	if err := roles.CheckRoleName(opts.Role); err != nil {
+		return &RepoError{Detail: "--role: " + err.Error(),
+			HintText: "name the delegated role after what it signs, like releases or team-a"}
+	}
+	if opts.Bins != 0 {
+		if _, err := roles.BinBits(opts.Bins); err != nil {
+			return &RepoError{Detail: "--bins: " + err.Error()}
+		}
+		if err := roles.CheckRoleName(fmt.Sprintf("%s-%x", opts.Role, opts.Bins-1)); err != nil {
+			return &RepoError{Detail: "--role: the last bin's name: " + err.Error()}
+		}
+	}
+	return nil
+}
+
 // DelegateAdd delegates paths (or, with Bins, every target by path hash)
 // from opts.From to a new role trusting opts.Keys: the new role's
 // metadata is signed by its keys, the delegating role gets a new version
@@ -83,17 +101,8 @@ func (s *Session) DelegateAdd(ctx context.Context, dir string, opts DelegateOpti
 	case opts.Threshold < 1 || opts.Threshold > len(opts.Keys):
 		return nil, &RepoError{Detail: fmt.Sprintf("--threshold %d is impossible with %d key(s): use 1 to %d", opts.Threshold, len(opts.Keys), len(opts.Keys))}
 	}
-	if err := roles.CheckRoleName(opts.Role); err != nil {
-		return nil, &RepoError{Detail: "--role: " + err.Error(),
-			HintText: "name the delegated role after what it signs, like releases or team-a"}
-	}
-	if opts.Bins != 0 {
-		if _, err := roles.BinBits(opts.Bins); err != nil {
-			return nil, &RepoError{Detail: "--bins: " + err.Error()}
-		}
-		if err := roles.CheckRoleName(fmt.Sprintf("%s-%x", opts.Role, opts.Bins-1)); err != nil {
-			return nil, &RepoError{Detail: "--role: the last bin's name: " + err.Error()}
-		}
+	if err := checkDelegateName(opts); err != nil {
+		return nil, err
 	}
 	var res *Result
 	err := s.withLock(dir, func(repo *roles.Repo, pol *Policy) error {

@@ -34,9 +34,9 @@ import (
 
 var expiresRE = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$`)
 
-// checkEncoding checks the raw file against what go-tuf made of it (md,
-// whose signed part is signed).
-func (v *verifier) checkEncoding(role, file, label string, md, signed any) {
+// checkEncoding checks the raw file against what go-tuf made of its
+// signed part (signed).
+func (v *verifier) checkEncoding(role, file, label string, signed any) {
 	raw := v.rawOf(file)
 	if raw == nil {
 		return
@@ -65,11 +65,14 @@ func (v *verifier) checkEncoding(role, file, label string, md, signed any) {
 		v.add(role, file, RuleEncoding, fmt.Sprintf("%s: meta lists %d files (%s): tuf-js keeps only snapshot.json, so its signature check fails", label, len(meta), strings.Join(slices.Sorted(maps.Keys(meta)), ", ")),
 			"a timestamp names the snapshot only")
 	}
-	payload, err := v.c.canonical(md, signed)
+	// What go-tuf signs is the canonical form of this (cjson encodes
+	// json.Marshal's output); canonical JSON itself is not always JSON
+	// (raw newlines in PEM keys), so the two are compared decoded.
+	enc, err := json.Marshal(signed)
 	if err != nil {
 		return // reported by the signature checks
 	}
-	gotuf, err := decodeNumbers(payload)
+	gotuf, err := decodeNumbers(enc)
 	if err != nil {
 		return
 	}

@@ -102,12 +102,19 @@ func (s *scanned) sizeProblem(role, path string, e *errTooLarge, listed int64, p
 	if listed > 0 {
 		s.problem(role, path, RuleLengthHash,
 			fmt.Sprintf("%s is longer than the %d bytes %s lists for it: clients stop reading it there", path, listed, parent),
-			"the file was changed after "+parent+" was made: update and re-sign "+parent+" (and the timestamp)")
+			sizeLengthHint(parent))
 		return
 	}
 	s.problem(role, path, RuleSize,
 		fmt.Sprintf("%s %s: more than %s: clients refuse to download it", path, e.sizeText(), limitSource(role, 0, parent)),
 		sizeHint(role))
+}
+
+func sizeLengthHint(parent string) string {
+	if strings.HasPrefix(parent, metadata.TIMESTAMP) {
+		return "the file was changed after " + parent + " was made: update and re-sign the timestamp"
+	}
+	return "the file was changed after " + parent + " was made: update and re-sign the snapshot and the timestamp"
 }
 
 func sizeHint(role string) string {
@@ -136,6 +143,52 @@ func parse[T metadata.Roles](data []byte) (md *metadata.Metadata[T], err error) 
 	return md, nil
 }
 
+// scanRoots reads the root versions from "from" on and returns the newest
+// root (base if there is no newer file), or nil after a problem.
+func (s *scanned) scanRoots(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType]) *metadata.Metadata[metadata.RootType] {
+	newest := base
+	n := from
+	for ; n < from+maxRootVersions; n++ {
+		p := rootPath(n)
+		data, ok, missing := s.read(fsys, p, metadata.ROOT, 0, "")
+		if !ok {
+			if !missing {
+				return nil
+			}
+			break
+		}
+		md, err := parseCached[metadata.RootType](s.c, data)
+		if err != nil {
+			s.problem("root", p, RuleParse, fmt.Sprintf("%s: not valid root metadata: %v", p, err),
+				"restore this file from the last good copy: clients cannot get past it")
+			return nil
+		}
+		if md.Signed.Version != n {
+			s.problem("root", p, RuleVersion, fmt.Sprintf("%s: says version %d, its name says %d", p, md.Signed.Version, n),
+				"a root file's name must carry its own version")
+			return nil
+		}
+		s.roots = append(s.roots, scannedRoot{path: p, md: md})
+		newest = md
+	}
+	if s.ioErr != nil {
+		return nil
+	}
+	if newest == nil {
+		s.problem("root", rootPath(from), RuleMissing,
+			fmt.Sprintf("%s is missing: this is not a TUF repository directory (it must contain metadata/1.root.json)", rootPath(from)),
+			"point rootkeeper at the repository directory that contains metadata/ and targets/")
+		return nil
+	}
+	if later := laterRoots(fsys, n); later != "" {
+		s.problem("root", rootPath(n), RuleMissing,
+			fmt.Sprintf("%s is missing but %s exists: clients stop at root v%d and never see the newer roots", rootPath(n), later, n-1),
+			"restore the missing root version")
+		return nil
+	}
+	return newest
+}
+
 // scanRepo reads a repository the way a client finds its files: root
 // versions from "from" on, timestamp, the snapshot it names, targets and every
 // delegated role reachable from targets. base is the already trusted root
@@ -144,44 +197,8 @@ func parse[T metadata.Roles](data []byte) (md *metadata.Metadata[T], err error) 
 // pass one.
 func scanRepo(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType], c *Cache) *scanned {
 	s := &scanned{raw: map[string][]byte{}, c: c}
-	newest := base
-	n := from
-	for ; n < from+maxRootVersions; n++ {
-		p := rootPath(n)
-		data, ok, missing := s.read(fsys, p, metadata.ROOT, 0, "")
-		if !ok {
-			if !missing {
-				return s
-			}
-			break
-		}
-		md, err := parseCached[metadata.RootType](s.c, data)
-		if err != nil {
-			s.problem("root", p, RuleParse, fmt.Sprintf("%s: not valid root metadata: %v", p, err),
-				"restore this file from the last good copy: clients cannot get past it")
-			return s
-		}
-		if md.Signed.Version != n {
-			s.problem("root", p, RuleVersion, fmt.Sprintf("%s: says version %d, its name says %d", p, md.Signed.Version, n),
-				"a root file's name must carry its own version")
-			return s
-		}
-		s.roots = append(s.roots, scannedRoot{path: p, md: md})
-		newest = md
-	}
-	if s.ioErr != nil {
-		return s
-	}
+	newest := s.scanRoots(fsys, from, base)
 	if newest == nil {
-		s.problem("root", rootPath(from), RuleMissing,
-			fmt.Sprintf("%s is missing: this is not a TUF repository directory (it must contain metadata/1.root.json)", rootPath(from)),
-			"point rootkeeper at the repository directory that contains metadata/ and targets/")
-		return s
-	}
-	if later := laterRoots(fsys, n); later != "" {
-		s.problem("root", rootPath(n), RuleMissing,
-			fmt.Sprintf("%s is missing but %s exists: clients stop at root v%d and never see the newer roots", rootPath(n), later, n-1),
-			"restore the missing root version")
 		return s
 	}
 	consistent := newest.Signed.ConsistentSnapshot

@@ -227,7 +227,7 @@ func (v *verifier) checkRoots() {
 		label := rootLabel(md)
 		rr := RoleReport{Role: metadata.ROOT, File: cr.path, Version: md.Signed.Version, Expires: md.Signed.Expires}
 		v.checkSpec(metadata.ROOT, cr.path, label, md.Signed.SpecVersion)
-		v.checkEncoding(metadata.ROOT, cr.path, label, md, md.Signed)
+		v.checkEncoding(metadata.ROOT, cr.path, label, md.Signed)
 		v.checkKeys(metadata.ROOT, cr.path, label, md.Signed.Keys)
 		for _, name := range metadata.TOP_LEVEL_ROLE_NAMES {
 			role := md.Signed.Roles[name]
@@ -309,7 +309,7 @@ func (v *verifier) checkTopLevel() {
 		rr := RoleReport{Role: e.role, File: e.file, Version: version, Expires: expires, Delegator: from}
 		v.checkSpec(e.role, e.file, e.role, spec)
 		v.checkVersionMin(e.role, e.file, e.role, version)
-		v.checkEncoding(e.role, e.file, e.role, e.md, signed)
+		v.checkEncoding(e.role, e.file, e.role, signed)
 		if role := root.Signed.Roles[e.role]; role != nil {
 			rr.Threshold, rr.KeyIDs = role.Threshold, slices.Clone(role.KeyIDs)
 			rr.ValidSignatures = v.checkSigned(e.role, e.file, e.role, from, e.md, signed, sigs, root.Signed.Keys, role.KeyIDs, role.Threshold)
@@ -328,7 +328,7 @@ func (v *verifier) checkDelegated() {
 		rr := RoleReport{Role: d.name, File: d.path, Version: d.md.Signed.Version, Expires: d.md.Signed.Expires, Delegator: d.delegator}
 		v.checkSpec(d.name, d.path, d.name, d.md.Signed.SpecVersion)
 		v.checkVersionMin(d.name, d.path, d.name, d.md.Signed.Version)
-		v.checkEncoding(d.name, d.path, d.name, d.md, d.md.Signed)
+		v.checkEncoding(d.name, d.path, d.name, d.md.Signed)
 		v.checkTargetEntries(d.name, d.path, d.md.Signed.Targets)
 		if del := v.delegation(d.name, d.delegator); del != nil {
 			keys, ids, threshold := del.keys()
