@@ -243,6 +243,8 @@ func TestVerifyNumberRange(t *testing.T) {
 		fsys := fsOf(t, tr.Repo, nil)
 		if tc.ok {
 			verifyOK(t, fsys, VerifyOptions{})
+			// The next version is refused before anything is signed.
+			mustErr(t, tr.BumpRole("targets", time.Now().Add(day)), "targets is at version 9007199254740991: the next version would be 2^53 or more")
 			continue
 		}
 		rep, err := Verify(fsys, VerifyOptions{})

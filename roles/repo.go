@@ -613,16 +613,26 @@ func (r *Repo) BumpRole(role string, expires time.Time) error {
 		next.Signatures = []metadata.Signature{}
 		r.Roots = append(r.Roots, next)
 	case metadata.SNAPSHOT:
-		bump(&r.Snapshot.Signed.Version, &r.Snapshot.Signed.Expires, &r.Snapshot.Signatures, exp)
+		return bumpChecked(role, &r.Snapshot.Signed.Version, &r.Snapshot.Signed.Expires, &r.Snapshot.Signatures, exp)
 	case metadata.TIMESTAMP:
-		bump(&r.Timestamp.Signed.Version, &r.Timestamp.Signed.Expires, &r.Timestamp.Signatures, exp)
+		return bumpChecked(role, &r.Timestamp.Signed.Version, &r.Timestamp.Signed.Expires, &r.Timestamp.Signatures, exp)
 	default:
 		md, err := r.targetsRole(role)
 		if err != nil {
 			return err
 		}
-		bump(&md.Signed.Version, &md.Signed.Expires, &md.Signatures, exp)
+		return bumpChecked(role, &md.Signed.Version, &md.Signed.Expires, &md.Signatures, exp)
 	}
+	return nil
+}
+
+// bumpChecked is bump, refused when the next version would be out of the
+// range tuf-js reads (rule RuleNumber; the preflight refuses it too).
+func bumpChecked(role string, version *int64, expires *time.Time, sigs *[]metadata.Signature, exp time.Time) error {
+	if len(*sigs) > 0 && *version >= MaxSafeInteger {
+		return fmt.Errorf("%s is at version %d: the next version would be 2^53 or more, which tuf-js clients cannot read exactly (%s): this role cannot take a new version", role, *version, RuleNumber)
+	}
+	bump(version, expires, sigs, exp)
 	return nil
 }
 
@@ -670,7 +680,9 @@ func (r *Repo) UpdateSnapshot(expires time.Time) error {
 			return err
 		}
 	}
-	bump(&sn.Signed.Version, &sn.Signed.Expires, &sn.Signatures, exp)
+	if err := bumpChecked(metadata.SNAPSHOT, &sn.Signed.Version, &sn.Signed.Expires, &sn.Signatures, exp); err != nil {
+		return err
+	}
 	sn.Signed.Meta = meta
 	return nil
 }
@@ -706,7 +718,9 @@ func (r *Repo) UpdateTimestamp(expires time.Time) error {
 		return fmt.Errorf("snapshot v%d is older than v%d named by timestamp v%d: clients would reject it as a rollback", sn.Signed.Version, old.Version, ts.Signed.Version)
 	}
 	sum := sha256.Sum256(data)
-	bump(&ts.Signed.Version, &ts.Signed.Expires, &ts.Signatures, exp)
+	if err := bumpChecked(metadata.TIMESTAMP, &ts.Signed.Version, &ts.Signed.Expires, &ts.Signatures, exp); err != nil {
+		return err
+	}
 	ts.Signed.Meta = map[string]*metadata.MetaFiles{"snapshot.json": {
 		Version: sn.Signed.Version,
 		Length:  int64(len(data)),

@@ -27,6 +27,8 @@ import (
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"rootkeeper": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
+		// rootkeeper-craft: a properly signed repository another tool made (craft_test.go).
+		"rootkeeper-craft": func() { os.Exit(craftMain(os.Args[1:])) },
 	})
 }
 
