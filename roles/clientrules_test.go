@@ -289,6 +289,17 @@ func TestVerifyEncoding(t *testing.T) {
 	}
 }
 
+func TestVerifyKeyIDTwice(t *testing.T) {
+	tr := newTestRepo(t, true)
+	r := &tr.Targets.Signed.Delegations.Roles[0]
+	r.KeyIDs = append(r.KeyIDs, r.KeyIDs[0])
+	tr.unsign(t, "targets")
+	tr.resign(t)
+	rep, err := Verify(fsOf(t, tr.Repo, nil), VerifyOptions{})
+	must(t, err)
+	wantProblem(t, rep, RuleKeyID, `targets, delegation "releases": lists key id `)
+}
+
 func TestVerifyTimestampMetaAndSpec(t *testing.T) {
 	tr := newTestRepo(t, true)
 	tr.Timestamp.Signed.Meta["targets.json"] = &metadata.MetaFiles{Version: 1}

@@ -450,6 +450,11 @@ func (v *verifier) checkRoleKeyIDs(role, file, label string, keys map[string]*me
 			continue
 		}
 		if other, dup := prints[fp]; dup {
+			if other == id {
+				v.add(role, file, RuleKeyID, fmt.Sprintf("%s: lists key id %s twice", label, short(id)),
+					"tuf-js refuses a role that lists a key id twice: list each key once")
+				continue
+			}
 			v.add(role, file, RuleKeyID, fmt.Sprintf("%s: key ids %s and %s are the same public key", label, short(other), short(id)),
 				"some clients count one key twice toward the threshold: list each key once")
 			continue

@@ -1,6 +1,8 @@
 package clients
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -274,6 +276,31 @@ func TestRuleDelegationSearchCut(t *testing.T) {
 	wantVerify(t, r.dir, roles.RuleDepth, `s33: target "x/s33": clients give up before they reach s33`)
 }
 
+// TestRulePathHashPrefixes: go-tuf compares path_hash_prefixes with the
+// base64 of the path's SHA-256, tuf-js with its hex (as the spec says), so
+// go-tuf misses a target tuf-js finds.
+func TestRulePathHashPrefixes(t *testing.T) {
+	r := newTestRepo(t, repoOpts{kind: kindEd25519, consistent: true})
+	r.targets.Signed.Version++
+	target := "x/prefixed.txt"
+	sum := sha256.Sum256([]byte(target))
+	r.addRole(r.targets, "prefixed", nil, target)
+	dl := r.targets.Signed.Delegations
+	dl.Roles[len(dl.Roles)-1].Paths = nil
+	dl.Roles[len(dl.Roles)-1].PathHashPrefixes = []string{hex.EncodeToString(sum[:])[:4]}
+	r.writeTargetFiles()
+	r.snapshot.Signed.Version++
+	r.timestamp.Signed.Version++
+	r.publish()
+	cs := fresh(t, r, time.Time{})
+	errs := RejectedBy(t, cs[:1], target)
+	wantErrContains(t, GoTUFName, errs[GoTUFName], "not found")
+	if _, err := cs[1].Fetch(ctx(t), target); err != nil {
+		t.Errorf("tuf-js: %v", err)
+	}
+	wantVerify(t, r.dir, roles.RuleDelegation, `delegation "prefixed" uses path_hash_prefixes`)
+}
+
 // TestRuleTufJSOnly covers rules where go-tuf accepts and tuf-js refuses.
 func TestRuleTufJSOnly(t *testing.T) {
 	tufjsRefuses := func(t *testing.T, r *testRepo, target, tufjsErr, rule, want string) {
@@ -312,6 +339,13 @@ func TestRuleTufJSOnly(t *testing.T) {
 		r.timestamp.Signed.Version++
 		r.publish()
 		tufjsRefuses(t, r, "x/.hidden", "not found", roles.RuleTargetPath, "minimatch's '*' and '?' never match a leading '.'")
+	})
+	t.Run("key id listed twice", func(t *testing.T) {
+		r := newTestRepo(t, repoOpts{kind: kindEd25519, consistent: true, delegate: true})
+		d := &r.targets.Signed.Delegations.Roles[0]
+		d.KeyIDs = append(d.KeyIDs, d.KeyIDs[0])
+		r.bumpAll()
+		tufjsRefuses(t, r, delegatedTarget, "duplicate key IDs found", roles.RuleKeyID, "lists key id ")
 	})
 	t.Run("expires at the reference time", func(t *testing.T) {
 		r := newTestRepo(t, repoOpts{kind: kindEd25519, consistent: true})
