@@ -114,6 +114,7 @@ type verifier struct {
 	tfile   string
 	chain   []scannedRoot
 	c       *Cache
+	byName  map[string]*metadata.Metadata[metadata.TargetsType] // targets roles by name, for delegation
 }
 
 func (v *verifier) add(role, file, rule, detail, hint string) {
@@ -350,16 +351,13 @@ func (v *verifier) checkDelegated() {
 
 // delegation finds how delegator delegates to name in the scanned repository.
 func (v *verifier) delegation(name, delegator string) *delegation {
-	var md *metadata.Metadata[metadata.TargetsType]
-	if delegator == metadata.TARGETS {
-		md = v.s.targets
-	} else {
+	if v.byName == nil {
+		v.byName = map[string]*metadata.Metadata[metadata.TargetsType]{metadata.TARGETS: v.s.targets}
 		for _, d := range v.s.delegated {
-			if d.name == delegator {
-				md = d.md
-			}
+			v.byName[d.name] = d.md
 		}
 	}
+	md := v.byName[delegator]
 	if md == nil || md.Signed.Delegations == nil {
 		return nil
 	}
