@@ -81,6 +81,11 @@ func TestVerifySizeLimits(t *testing.T) {
 	must(t, err)
 	wantProblem(t, rep, RuleSize, "metadata/1.targets.json is 500")
 	wantProblem(t, rep, RuleSize, "(targetsMaxLength)")
+	// Load still reads it (up to 16 times the limit), so that a change can
+	// bring the role back under the limit; the preflight refuses any other.
+	if _, err := Load(fsys); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
 
 	// The timestamp lists the snapshot's length: one byte more is refused.
 	fsys = fsOf(t, tr.Repo, nil)

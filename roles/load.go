@@ -55,6 +55,10 @@ type scanned struct {
 	problems  []Problem
 	c         *Cache // parses shared with other checks, or nil
 	ioErr     error  // a read failure other than a missing file
+	// scale multiplies the clients' default length limits: 1 to check a
+	// repository as clients do (Verify), loadScale to load one that a
+	// change may bring back under the limits (Load).
+	scale int64
 }
 
 type scannedRoot struct {
@@ -81,7 +85,11 @@ func (s *scanned) read(fsys fs.FS, path, role string, listed int64, parent strin
 	if s.ioErr != nil {
 		return nil, false, false
 	}
-	data, err := readBounded(fsys, path, metaLimit(role, listed))
+	limit := metaLimit(role, listed)
+	if listed == 0 && s.scale > 1 {
+		limit *= s.scale
+	}
+	data, err := readBounded(fsys, path, limit)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, false, true
@@ -195,8 +203,8 @@ func (s *scanned) scanRoots(fsys fs.FS, from int64, base *metadata.Metadata[meta
 // (may be nil) used when no newer root file exists. c (nil for none) parses
 // each distinct file once and shares the result: only read-only callers
 // pass one.
-func scanRepo(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType], c *Cache) *scanned {
-	s := &scanned{raw: map[string][]byte{}, c: c}
+func scanRepo(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType], c *Cache, scale int64) *scanned {
+	s := &scanned{raw: map[string][]byte{}, c: c, scale: scale}
 	newest := s.scanRoots(fsys, from, base)
 	if newest == nil {
 		return s
@@ -398,6 +406,13 @@ func isTopLevel(name string) bool {
 	return false
 }
 
+// loadScale is how far above the clients' default length limits Load
+// still reads a file (16 × 5,000,000 bytes for targets): memory stays
+// bounded, and a repository an older rootkeeper let grow past a limit can
+// still be loaded and brought back under it (targets remove, publish);
+// the preflight refuses any change that leaves it above.
+const loadScale = 16
+
 // Load reads the repository in fsys, rooted at the repository directory
 // (the one holding metadata/ and targets/): every root version, the
 // timestamp, the snapshot it names, targets and all delegated roles
@@ -415,7 +430,7 @@ func load(fsys fs.FS, c *Cache) (*Repo, error) {
 	if fsys == nil {
 		return nil, errors.New("no repository file system")
 	}
-	s := scanRepo(fsys, 1, nil, c)
+	s := scanRepo(fsys, 1, nil, c, loadScale)
 	if s.ioErr != nil {
 		return nil, s.ioErr
 	}

@@ -170,7 +170,7 @@ func Verify(fsys fs.FS, opts VerifyOptions) (*Report, error) {
 		v.add(metadata.ROOT, v.tfile, RuleParse, fmt.Sprintf("%s: not valid root metadata: %v", v.tfile, err), "")
 		return v.finish(), nil
 	}
-	v.s = scanRepo(fsys, base.Signed.Version+1, base, v.c)
+	v.s = scanRepo(fsys, base.Signed.Version+1, base, v.c, 1)
 	if v.s.ioErr != nil {
 		return nil, v.s.ioErr
 	}
