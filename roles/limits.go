@@ -111,11 +111,8 @@ func metaLimit(role string, listed int64) int64 {
 	return TargetsMaxLength
 }
 
-// limitSource names where a limit comes from, for messages.
-func limitSource(role string, listed int64, parent string) string {
-	if listed > 0 {
-		return fmt.Sprintf("the length %s lists for it", parent)
-	}
+// limitSource names a client default limit, for messages.
+func limitSource(role string) string {
 	kind := "targets"
 	switch role {
 	case metadata.ROOT, metadata.TIMESTAMP, metadata.SNAPSHOT:

@@ -114,7 +114,7 @@ func (s *scanned) sizeProblem(role, path string, e *errTooLarge, listed int64, p
 		return
 	}
 	s.problem(role, path, RuleSize,
-		fmt.Sprintf("%s %s: more than %s: clients refuse to download it", path, e.sizeText(), limitSource(role, 0, parent)),
+		fmt.Sprintf("%s %s: more than %s: clients refuse to download it", path, e.sizeText(), limitSource(role)),
 		sizeHint(role))
 }
 

@@ -135,7 +135,10 @@ func (v *verifier) has(file string, rules ...string) bool {
 // timestamp, snapshot, targets, every delegated role), and adds what
 // clients differ on or forget: recomputed key ids, keytype/scheme/curve
 // agreement, DER signatures, both thresholds of every new root, expiry
-// margins and, optionally, the target files themselves. It returns an
+// margins, the rules of the strictest client where go-tuf's trustedmetadata
+// is more lenient (length limits, role names, integers below 2^53, the
+// encoding both clients sign-check, the clients' delegation search:
+// docs/client-rules.md) and, optionally, the target files themselves. It returns an
 // error only when files cannot be read; everything else is in the report.
 func Verify(fsys fs.FS, opts VerifyOptions) (*Report, error) {
 	if fsys == nil {
@@ -151,7 +154,7 @@ func Verify(fsys fs.FS, opts VerifyOptions) (*Report, error) {
 		v.tfile = rootPath(1)
 		data, err := readBounded(fsys, v.tfile, RootMaxLength)
 		if e, big := tooLarge(err); big {
-			v.add(metadata.ROOT, v.tfile, RuleSize, fmt.Sprintf("%s %s: more than %s: clients refuse to download it", v.tfile, e.sizeText(), limitSource(metadata.ROOT, 0, "")),
+			v.add(metadata.ROOT, v.tfile, RuleSize, fmt.Sprintf("%s %s: more than %s: clients refuse to download it", v.tfile, e.sizeText(), limitSource(metadata.ROOT)),
 				sizeHint(metadata.ROOT))
 			return v.finish(), nil
 		}
