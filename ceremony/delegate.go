@@ -57,6 +57,24 @@ func binPolicy(p *Policy, role string) (string, bool) {
 	return "", false
 }
 
+// checkDelegateName checks the new role's name (or the bins' names) and
+// the number of bins, before any device is opened.
+func checkDelegateName(opts DelegateOptions) error {
+	if err := roles.CheckRoleName(opts.Role); err != nil {
+		return &RepoError{Detail: "--role: " + err.Error(),
+			HintText: "name the delegated role after what it signs, like releases or team-a"}
+	}
+	if opts.Bins != 0 {
+		if _, err := roles.BinBits(opts.Bins); err != nil {
+			return &RepoError{Detail: "--bins: " + err.Error()}
+		}
+		if err := roles.CheckRoleName(fmt.Sprintf("%s-%x", opts.Role, opts.Bins-1)); err != nil {
+			return &RepoError{Detail: "--role: the last bin's name: " + err.Error()}
+		}
+	}
+	return nil
+}
+
 // DelegateAdd delegates paths (or, with Bins, every target by path hash)
 // from opts.From to a new role trusting opts.Keys: the new role's
 // metadata is signed by its keys, the delegating role gets a new version
@@ -83,10 +101,8 @@ func (s *Session) DelegateAdd(ctx context.Context, dir string, opts DelegateOpti
 	case opts.Threshold < 1 || opts.Threshold > len(opts.Keys):
 		return nil, &RepoError{Detail: fmt.Sprintf("--threshold %d is impossible with %d key(s): use 1 to %d", opts.Threshold, len(opts.Keys), len(opts.Keys))}
 	}
-	if opts.Bins != 0 {
-		if _, err := roles.BinBits(opts.Bins); err != nil {
-			return nil, &RepoError{Detail: "--bins: " + err.Error()}
-		}
+	if err := checkDelegateName(opts); err != nil {
+		return nil, err
 	}
 	if lo, hi := LifetimeBounds(opts.Role); opts.Expires != 0 && (opts.Expires < lo || opts.Expires > hi) { // plan.go
 		return nil, &RepoError{Detail: fmt.Sprintf("--expires %s: a delegated role's lifetime is %s to %s", opts.Expires, lo, hi)}
@@ -99,9 +115,8 @@ func (s *Session) DelegateAdd(ctx context.Context, dir string, opts DelegateOpti
 		if _, err := targetsRole(repo, opts.From); err != nil {
 			return fromError(dir, opts.From)
 		}
-		if slices.Contains(TopLevelRoles, strings.ToLower(opts.Role)) {
-			return &RepoError{Dir: dir, Detail: fmt.Sprintf("role name %q is a top-level role name", opts.Role),
-				HintText: "name the delegated role after what it signs, like releases or team-a"}
+		if err := repo.CheckDelegationDepth(opts.From); err != nil {
+			return &RepoError{Dir: dir, Detail: err.Error(), HintText: "delegate from a role nearer targets (rootkeeper delegate list --repo " + dir + " shows each role's depth)"}
 		}
 		if _, ok := pol.Roles[opts.Role]; ok {
 			return &RepoError{Dir: dir, Detail: fmt.Sprintf("%s already has an entry for %q", PolicyFile, opts.Role),

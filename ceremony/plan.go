@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/rootkeeper/rootkeeper/hsm"
+	"github.com/rootkeeper/rootkeeper/roles"
 )
 
 // Top-level role names.
@@ -181,8 +182,6 @@ func yamlProblems(name string, err error) []string {
 	return out
 }
 
-var roleName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-
 // Validate checks the plan and returns one line per problem, each starting
 // with the field path.
 func (p *Plan) Validate() []string {
@@ -225,15 +224,12 @@ func (p *Plan) Validate() []string {
 	names := map[string]bool{}
 	for i, d := range p.Delegations {
 		path := fmt.Sprintf("delegations[%d]", i)
-		switch {
-		case !roleName.MatchString(d.Name):
-			add(path+".name", "%q is not a valid role name (lower-case letters, digits, . _ -)", d.Name)
-		case d.Name == RoleRoot || d.Name == RoleTargets || d.Name == RoleSnapshot || d.Name == RoleTimestamp:
-			add(path+".name", "%q is a top-level role name", d.Name)
-		case names[d.Name]:
-			add(path+".name", "%q is delegated twice", d.Name)
+		if err := roles.CheckRoleName(d.Name); err != nil {
+			add(path+".name", "%v", err)
+		} else if names[strings.ToLower(d.Name)] {
+			add(path+".name", "%q is delegated twice (names must differ in more than letter case)", d.Name)
 		}
-		names[d.Name] = true
+		names[strings.ToLower(d.Name)] = true
 		exp := d.Expires
 		if exp == 0 {
 			exp = p.Roles.Targets.Expires

@@ -419,11 +419,40 @@ func (c *cachedFS) ReadFile(name string) ([]byte, error) {
 	c.mu.Lock()
 	r, ok := c.files[name]
 	c.mu.Unlock()
-	if !ok {
+	if _, big := tooLarge(r.err); !ok || big {
 		r.data, r.err = fs.ReadFile(c.fsys, name)
 		c.mu.Lock()
 		c.files[name] = r
 		c.mu.Unlock()
 	}
+	return r.data, r.err
+}
+
+// readBounded is readBounded through the cache: a file already read whole
+// (or within a larger limit) is not read again, nor one already found
+// larger than a limit at least as large.
+func (c *cachedFS) readBounded(name string, limit int64) ([]byte, error) {
+	c.mu.Lock()
+	r, ok := c.files[name]
+	c.mu.Unlock()
+	if ok {
+		if r.err == nil {
+			if int64(len(r.data)) > limit {
+				return nil, &errTooLarge{name: name, size: int64(len(r.data)), limit: limit}
+			}
+			return r.data, nil
+		}
+		e, big := tooLarge(r.err)
+		if !big {
+			return nil, r.err
+		}
+		if limit <= e.limit { // e.size is exact or 0, and above limit either way
+			return nil, &errTooLarge{name: name, size: e.size, limit: limit}
+		}
+	}
+	r.data, r.err = readLimited(c.fsys, name, limit)
+	c.mu.Lock()
+	c.files[name] = r
+	c.mu.Unlock()
 	return r.data, r.err
 }

@@ -222,16 +222,14 @@ func (c *memClient) refresh(fsys fs.FS, at time.Time) error {
 	})
 }
 
-// fetch reads a metadata file with the client's length limit.
+// fetch reads a metadata file as go-tuf's fetcher does: at most maxLength
+// bytes, and a longer file is an error.
 func fetch(fsys fs.FS, p string, maxLength int64) ([]byte, error) {
-	data, err := fs.ReadFile(fsys, p)
-	if err != nil {
-		return nil, err
+	data, err := readBounded(fsys, p, maxLength)
+	if e, big := tooLarge(err); big {
+		return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s %s, more than the %d go-tuf clients accept", p, e.sizeText(), maxLength)}
 	}
-	if maxLength > 0 && int64(len(data)) > maxLength {
-		return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s is %d bytes, more than the %d go-tuf clients accept", p, len(data), maxLength)}
-	}
-	return data, nil
+	return data, err
 }
 
 // state describes what the client holds: "root v3, timestamp v9, …".
@@ -274,7 +272,7 @@ func (c *memClient) state() string {
 func readRoots(fsys fs.FS) ([][]byte, error) {
 	var out [][]byte
 	for v := int64(1); v < maxRootVersions; v++ {
-		data, err := fs.ReadFile(fsys, rootPath(v))
+		data, err := readBounded(fsys, rootPath(v), RootMaxLength)
 		if errors.Is(err, fs.ErrNotExist) {
 			break
 		}
@@ -287,7 +285,7 @@ func readRoots(fsys fs.FS) ([][]byte, error) {
 }
 
 func readTimestampExpiry(cache *Cache, fsys fs.FS) (time.Time, bool) {
-	data, err := fs.ReadFile(fsys, timestampPath())
+	data, err := readBounded(fsys, timestampPath(), TimestampMaxLength)
 	if err != nil {
 		return time.Time{}, false
 	}

@@ -143,6 +143,29 @@ func (r *Repo) nextVersion(name string) int64 {
 	return 1
 }
 
+// CheckDelegationDepth reports an error if a role delegated from from
+// would lie deeper than clients search: they visit at most MaxDelegations
+// delegated roles for a target, so a role at depth MaxDelegations+1
+// (targets' own delegations are at depth 1) is never loaded.
+func (r *Repo) CheckDelegationDepth(from string) error {
+	depth := 1
+	if from != metadata.TARGETS {
+		depth = 0
+		for _, d := range r.Delegations() {
+			if d.Name == from && (depth == 0 || d.Depth+1 < depth) {
+				depth = d.Depth + 1
+			}
+		}
+		if depth == 0 {
+			return nil // not delegated: the caller reports it
+		}
+	}
+	if depth > MaxDelegations {
+		return fmt.Errorf("a role delegated from %s would be at depth %d: go-tuf and tuf-js clients visit at most %d delegated roles for a target and would never load it", from, depth, MaxDelegations)
+	}
+	return nil
+}
+
 // delegatorFor returns the metadata of from, which must be unsigned.
 func (r *Repo) delegatorFor(from string) (*metadata.Metadata[metadata.TargetsType], error) {
 	if err := r.check(); err != nil {
@@ -168,7 +191,10 @@ func (r *Repo) AddDelegation(from string, d Delegation, expires time.Time) error
 	if err != nil {
 		return err
 	}
-	if err := checkRoleName(d.Name); err != nil {
+	if err := CheckRoleName(d.Name); err != nil {
+		return err
+	}
+	if err := r.CheckDelegationDepth(from); err != nil {
 		return err
 	}
 	if taken := r.roleNameTaken(d.Name); taken != "" {
@@ -247,7 +273,10 @@ func (r *Repo) AddHashedBins(from, prefix string, n int, rk RoleKeys, expires ti
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRoleName(prefix); err != nil {
+	if err := CheckRoleName(prefix); err != nil {
+		return nil, err
+	}
+	if err := r.CheckDelegationDepth(from); err != nil {
 		return nil, err
 	}
 	if dl := md.Signed.Delegations; dl != nil && (len(dl.Roles) > 0 || dl.SuccinctRoles != nil) {
@@ -268,7 +297,7 @@ func (r *Repo) AddHashedBins(from, prefix string, n int, rk RoleKeys, expires ti
 		return nil, fmt.Errorf("cannot make %s: %s", label, taken)
 	}
 	for _, b := range names {
-		if err := checkRoleName(b); err != nil {
+		if err := CheckRoleName(b); err != nil {
 			return nil, fmt.Errorf("%s: %w", label, err)
 		}
 		if taken := r.roleNameTaken(b); taken != "" {

@@ -55,6 +55,10 @@ type scanned struct {
 	problems  []Problem
 	c         *Cache // parses shared with other checks, or nil
 	ioErr     error  // a read failure other than a missing file
+	// scale multiplies the clients' default length limits: 1 to check a
+	// repository as clients do (Verify), loadScale to load one that a
+	// change may bring back under the limits (Load).
+	scale int64
 }
 
 type scannedRoot struct {
@@ -71,22 +75,66 @@ func (s *scanned) problem(role, file, rule, detail, hint string) {
 	s.problems = append(s.problems, Problem{Role: role, File: file, Rule: rule, Detail: detail, Hint: hint})
 }
 
-// read returns a file's bytes, or nil and a problem when it is missing.
-// Other read errors stop the scan as I/O failures.
-func (s *scanned) read(fsys fs.FS, path string) ([]byte, bool) {
+// read returns a file's bytes, read with the limit clients apply to it
+// (listed: the length the parent lists, 0 for none). ok is false when the
+// file is missing (the caller reports it), above the limit (reported here:
+// RuleSize, or RuleLengthHash when a listed length is exceeded) or
+// unreadable (an I/O failure that stops the scan); only a missing file
+// gives missing true.
+func (s *scanned) read(fsys fs.FS, path, role string, listed int64, parent string) (data []byte, ok, missing bool) {
 	if s.ioErr != nil {
-		return nil, false
+		return nil, false, false
 	}
-	data, err := fs.ReadFile(fsys, path)
+	limit := metaLimit(role, listed)
+	if listed == 0 && s.scale > 1 {
+		limit *= s.scale
+	}
+	data, err := readBounded(fsys, path, limit)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, false
+			return nil, false, true
+		}
+		if e, big := tooLarge(err); big {
+			s.sizeProblem(role, path, e, listed, parent)
+			return nil, false, false
 		}
 		s.ioErr = fmt.Errorf("reading %s: %w", path, err)
-		return nil, false
+		return nil, false, false
 	}
 	s.raw[path] = data
-	return data, true
+	return data, true, false
+}
+
+// sizeProblem reports a file that clients stop downloading.
+func (s *scanned) sizeProblem(role, path string, e *errTooLarge, listed int64, parent string) {
+	if listed > 0 {
+		s.problem(role, path, RuleLengthHash,
+			fmt.Sprintf("%s is longer than the %d bytes %s lists for it: clients stop reading it there", path, listed, parent),
+			sizeLengthHint(parent))
+		return
+	}
+	s.problem(role, path, RuleSize,
+		fmt.Sprintf("%s %s: more than %s: clients refuse to download it", path, e.sizeText(), limitSource(role)),
+		sizeHint(role))
+}
+
+func sizeLengthHint(parent string) string {
+	if strings.HasPrefix(parent, metadata.TIMESTAMP) {
+		return "the file was changed after " + parent + " was made: update and re-sign the timestamp"
+	}
+	return "the file was changed after " + parent + " was made: update and re-sign the snapshot and the timestamp"
+}
+
+func sizeHint(role string) string {
+	switch role {
+	case metadata.ROOT:
+		return "a root this large holds too many keys or unknown fields: make a smaller root"
+	case metadata.TIMESTAMP:
+		return "a timestamp names only the snapshot: remove the unknown fields and extra signatures that make it this large"
+	case metadata.SNAPSHOT:
+		return "list the snapshot's length in the timestamp (rootkeeper does), or use fewer delegated roles"
+	}
+	return "spread the targets over delegated roles or hashed bins (rootkeeper delegate add --bins N) so that each file stays under the limit"
 }
 
 // parse decodes metadata of type T with go-tuf's own parser.
@@ -103,58 +151,71 @@ func parse[T metadata.Roles](data []byte) (md *metadata.Metadata[T], err error) 
 	return md, nil
 }
 
-// scanRepo reads a repository the way a client finds its files: root
-// versions from "from" on, timestamp, the snapshot it names, targets and every
-// delegated role reachable from targets. base is the already trusted root
-// (may be nil) used when no newer root file exists. c (nil for none) parses
-// each distinct file once and shares the result: only read-only callers
-// pass one.
-func scanRepo(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType], c *Cache) *scanned {
-	s := &scanned{raw: map[string][]byte{}, c: c}
+// scanRoots reads the root versions from "from" on and returns the newest
+// root (base if there is no newer file), or nil after a problem.
+func (s *scanned) scanRoots(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType]) *metadata.Metadata[metadata.RootType] {
 	newest := base
 	n := from
 	for ; n < from+maxRootVersions; n++ {
 		p := rootPath(n)
-		data, ok := s.read(fsys, p)
+		data, ok, missing := s.read(fsys, p, metadata.ROOT, 0, "")
 		if !ok {
+			if !missing {
+				return nil
+			}
 			break
 		}
 		md, err := parseCached[metadata.RootType](s.c, data)
 		if err != nil {
 			s.problem("root", p, RuleParse, fmt.Sprintf("%s: not valid root metadata: %v", p, err),
 				"restore this file from the last good copy: clients cannot get past it")
-			return s
+			return nil
 		}
 		if md.Signed.Version != n {
 			s.problem("root", p, RuleVersion, fmt.Sprintf("%s: says version %d, its name says %d", p, md.Signed.Version, n),
 				"a root file's name must carry its own version")
-			return s
+			return nil
 		}
 		s.roots = append(s.roots, scannedRoot{path: p, md: md})
 		newest = md
 	}
 	if s.ioErr != nil {
-		return s
+		return nil
 	}
 	if newest == nil {
 		s.problem("root", rootPath(from), RuleMissing,
 			fmt.Sprintf("%s is missing: this is not a TUF repository directory (it must contain metadata/1.root.json)", rootPath(from)),
 			"point rootkeeper at the repository directory that contains metadata/ and targets/")
-		return s
+		return nil
 	}
 	if later := laterRoots(fsys, n); later != "" {
 		s.problem("root", rootPath(n), RuleMissing,
 			fmt.Sprintf("%s is missing but %s exists: clients stop at root v%d and never see the newer roots", rootPath(n), later, n-1),
 			"restore the missing root version")
+		return nil
+	}
+	return newest
+}
+
+// scanRepo reads a repository the way a client finds its files: root
+// versions from "from" on, timestamp, the snapshot it names, targets and every
+// delegated role reachable from targets. base is the already trusted root
+// (may be nil) used when no newer root file exists. c (nil for none) parses
+// each distinct file once and shares the result: only read-only callers
+// pass one.
+func scanRepo(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType], c *Cache, scale int64) *scanned {
+	s := &scanned{raw: map[string][]byte{}, c: c, scale: scale}
+	newest := s.scanRoots(fsys, from, base)
+	if newest == nil {
 		return s
 	}
 	consistent := newest.Signed.ConsistentSnapshot
 
 	// timestamp
 	s.tsPath = timestampPath()
-	data, ok := s.read(fsys, s.tsPath)
+	data, ok, missing := s.read(fsys, s.tsPath, metadata.TIMESTAMP, 0, "")
 	if !ok {
-		if s.ioErr == nil {
+		if missing {
 			s.problem(metadata.TIMESTAMP, s.tsPath, RuleMissing, s.tsPath+" is missing", "sign and write a timestamp")
 		}
 		return s
@@ -173,9 +234,9 @@ func scanRepo(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType]
 		return s
 	}
 	s.snPath = rolePath(metadata.SNAPSHOT, snMeta.Version, consistent)
-	data, ok = s.read(fsys, s.snPath)
+	data, ok, missing = s.read(fsys, s.snPath, metadata.SNAPSHOT, snMeta.Length, fmt.Sprintf("timestamp v%d", ts.Signed.Version))
 	if !ok {
-		if s.ioErr == nil {
+		if missing {
 			s.problem(metadata.SNAPSHOT, s.snPath, RuleMissing,
 				fmt.Sprintf("%s is missing (timestamp v%d names snapshot v%d)", s.snPath, ts.Signed.Version, snMeta.Version), "")
 		}
@@ -287,9 +348,9 @@ func (s *scanned) children(name string, md *metadata.Metadata[metadata.TargetsTy
 
 func (s *scanned) loadTargets(fsys fs.FS, role string, m *metadata.MetaFiles, consistent bool) (*metadata.Metadata[metadata.TargetsType], string) {
 	p := rolePath(role, m.Version, consistent)
-	data, ok := s.read(fsys, p)
+	data, ok, missing := s.read(fsys, p, role, m.Length, fmt.Sprintf("snapshot v%d", s.snapshot.Signed.Version))
 	if !ok {
-		if s.ioErr == nil {
+		if missing {
 			s.problem(role, p, RuleMissing,
 				fmt.Sprintf("%s is missing (snapshot v%d lists %s v%d)", p, s.snapshot.Signed.Version, role, m.Version), "")
 		}
@@ -345,6 +406,13 @@ func isTopLevel(name string) bool {
 	return false
 }
 
+// loadScale is how far above the clients' default length limits Load
+// still reads a file (16 × 5,000,000 bytes for targets): memory stays
+// bounded, and a repository an older rootkeeper let grow past a limit can
+// still be loaded and brought back under it (targets remove, publish);
+// the preflight refuses any change that leaves it above.
+const loadScale = 16
+
 // Load reads the repository in fsys, rooted at the repository directory
 // (the one holding metadata/ and targets/): every root version, the
 // timestamp, the snapshot it names, targets and all delegated roles
@@ -362,7 +430,7 @@ func load(fsys fs.FS, c *Cache) (*Repo, error) {
 	if fsys == nil {
 		return nil, errors.New("no repository file system")
 	}
-	s := scanRepo(fsys, 1, nil, c)
+	s := scanRepo(fsys, 1, nil, c, loadScale)
 	if s.ioErr != nil {
 		return nil, s.ioErr
 	}

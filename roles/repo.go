@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"path"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -314,7 +313,7 @@ func New(b Bootstrap) (*Repo, error) {
 	seen := map[string]bool{}
 	for i, d := range b.Delegations {
 		label := fmt.Sprintf("delegation %q", d.Name)
-		if err := checkRoleName(d.Name); err != nil {
+		if err := CheckRoleName(d.Name); err != nil {
 			errs = append(errs, fmt.Errorf("delegation %d: %w", i+1, err))
 			continue
 		}
@@ -364,39 +363,13 @@ func newTargets(expires time.Time) *metadata.Metadata[metadata.TargetsType] {
 // normTime gives the TUF form of a time: UTC, whole seconds.
 func normTime(t time.Time) time.Time { return t.UTC().Truncate(time.Second) }
 
-var roleNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._-]{0,99}$`)
-
-func checkRoleName(name string) error {
-	if !roleNameRE.MatchString(name) {
-		return fmt.Errorf("role name %q is not allowed: use a letter, then letters, digits, '.', '_' or '-' (at most 100)", name)
-	}
-	if isTopLevel(name) {
-		return fmt.Errorf("role name %q is a top-level role name", name)
-	}
-	return nil
-}
-
 func checkPaths(paths []string) error {
 	if len(paths) == 0 {
 		return errors.New("no paths: the role would be trusted for nothing")
 	}
 	for _, p := range paths {
-		if p == "" || strings.HasPrefix(p, "/") {
-			return fmt.Errorf("path pattern %q is not allowed: patterns are relative to targets/, like \"releases/*\"", p)
-		}
-	}
-	return nil
-}
-
-// checkTargetPath accepts a clean relative path with '/' separators.
-func checkTargetPath(p string) error {
-	if p == "" || p == "." || strings.Contains(p, `\`) || path.Clean(p) != p || strings.HasPrefix(p, "/") ||
-		p == ".." || strings.HasPrefix(p, "../") || strings.HasSuffix(p, "/") {
-		return fmt.Errorf("target path %q is not a clean relative path (like \"releases/v1/app.tar.gz\")", p)
-	}
-	for _, elem := range strings.Split(p, "/") {
-		if elem == ".." {
-			return fmt.Errorf("target path %q leaves targets/", p)
+		if err := checkPathPattern(p); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -640,16 +613,26 @@ func (r *Repo) BumpRole(role string, expires time.Time) error {
 		next.Signatures = []metadata.Signature{}
 		r.Roots = append(r.Roots, next)
 	case metadata.SNAPSHOT:
-		bump(&r.Snapshot.Signed.Version, &r.Snapshot.Signed.Expires, &r.Snapshot.Signatures, exp)
+		return bumpChecked(role, &r.Snapshot.Signed.Version, &r.Snapshot.Signed.Expires, &r.Snapshot.Signatures, exp)
 	case metadata.TIMESTAMP:
-		bump(&r.Timestamp.Signed.Version, &r.Timestamp.Signed.Expires, &r.Timestamp.Signatures, exp)
+		return bumpChecked(role, &r.Timestamp.Signed.Version, &r.Timestamp.Signed.Expires, &r.Timestamp.Signatures, exp)
 	default:
 		md, err := r.targetsRole(role)
 		if err != nil {
 			return err
 		}
-		bump(&md.Signed.Version, &md.Signed.Expires, &md.Signatures, exp)
+		return bumpChecked(role, &md.Signed.Version, &md.Signed.Expires, &md.Signatures, exp)
 	}
+	return nil
+}
+
+// bumpChecked is bump, refused when the next version would be out of the
+// range tuf-js reads (rule RuleNumber; the preflight refuses it too).
+func bumpChecked(role string, version *int64, expires *time.Time, sigs *[]metadata.Signature, exp time.Time) error {
+	if len(*sigs) > 0 && *version >= MaxSafeInteger {
+		return fmt.Errorf("%s is at version %d: the next version would be 2^53 or more, which tuf-js clients cannot read exactly (%s): this role cannot take a new version", role, *version, RuleNumber)
+	}
+	bump(version, expires, sigs, exp)
 	return nil
 }
 
@@ -697,7 +680,9 @@ func (r *Repo) UpdateSnapshot(expires time.Time) error {
 			return err
 		}
 	}
-	bump(&sn.Signed.Version, &sn.Signed.Expires, &sn.Signatures, exp)
+	if err := bumpChecked(metadata.SNAPSHOT, &sn.Signed.Version, &sn.Signed.Expires, &sn.Signatures, exp); err != nil {
+		return err
+	}
 	sn.Signed.Meta = meta
 	return nil
 }
@@ -733,7 +718,9 @@ func (r *Repo) UpdateTimestamp(expires time.Time) error {
 		return fmt.Errorf("snapshot v%d is older than v%d named by timestamp v%d: clients would reject it as a rollback", sn.Signed.Version, old.Version, ts.Signed.Version)
 	}
 	sum := sha256.Sum256(data)
-	bump(&ts.Signed.Version, &ts.Signed.Expires, &ts.Signatures, exp)
+	if err := bumpChecked(metadata.TIMESTAMP, &ts.Signed.Version, &ts.Signed.Expires, &ts.Signatures, exp); err != nil {
+		return err
+	}
 	ts.Signed.Meta = map[string]*metadata.MetaFiles{"snapshot.json": {
 		Version: sn.Signed.Version,
 		Length:  int64(len(data)),

@@ -35,12 +35,18 @@ const (
 	RuleTargetFile  = "target-file"        // a target file is missing or differs from its metadata
 	RuleSpecVersion = "spec-version"       // spec_version is not TUF 1.x
 	RuleClient      = "client"             // the TUF client rules reject the file for another reason
+	RuleSize        = "size"               // a file is larger than clients download (their default length limits)
+	RuleRoleName    = "role-name"          // a role name that is not safe in a URL and a file name on every server
+	RuleNumber      = "number-range"       // a version, length or threshold out of range (tuf-js reads integers exactly only below 2^53)
+	RuleDepth       = "delegation-depth"   // a role or target beyond the delegations clients follow (32)
+	RuleEncoding    = "encoding"           // the signed part is not what every client re-encodes and checks the signatures over
+	RuleTargetPath  = "target-path"        // a target path or path pattern that clients read differently or cannot fetch
 )
 
 // fatal rules are those a client fails on; a client error on a file that
 // already has one of them is not reported twice.
 var fatal = []string{RuleMissing, RuleParse, RuleThreshold, RuleRootChain, RuleVersion, RuleLengthHash,
-	RuleExpired, RuleKeyMissing, RuleKeyType, RuleClient}
+	RuleExpired, RuleKeyMissing, RuleKeyType, RuleClient, RuleSize}
 
 // VerifyOptions tune Verify.
 type VerifyOptions struct {
@@ -108,6 +114,7 @@ type verifier struct {
 	tfile   string
 	chain   []scannedRoot
 	c       *Cache
+	byName  map[string]*metadata.Metadata[metadata.TargetsType] // targets roles by name, for delegation
 }
 
 func (v *verifier) add(role, file, rule, detail, hint string) {
@@ -128,7 +135,10 @@ func (v *verifier) has(file string, rules ...string) bool {
 // timestamp, snapshot, targets, every delegated role), and adds what
 // clients differ on or forget: recomputed key ids, keytype/scheme/curve
 // agreement, DER signatures, both thresholds of every new root, expiry
-// margins and, optionally, the target files themselves. It returns an
+// margins, the rules of the strictest client where go-tuf's trustedmetadata
+// is more lenient (length limits, role names, integers below 2^53, the
+// encoding both clients sign-check, the clients' delegation search:
+// docs/client-rules.md) and, optionally, the target files themselves. It returns an
 // error only when files cannot be read; everything else is in the report.
 func Verify(fsys fs.FS, opts VerifyOptions) (*Report, error) {
 	if fsys == nil {
@@ -142,7 +152,12 @@ func Verify(fsys fs.FS, opts VerifyOptions) (*Report, error) {
 	v.trusted, v.tfile = opts.TrustedRoot, "(trusted root)"
 	if v.trusted == nil {
 		v.tfile = rootPath(1)
-		data, err := fs.ReadFile(fsys, v.tfile)
+		data, err := readBounded(fsys, v.tfile, RootMaxLength)
+		if e, big := tooLarge(err); big {
+			v.add(metadata.ROOT, v.tfile, RuleSize, fmt.Sprintf("%s %s: more than %s: clients refuse to download it", v.tfile, e.sizeText(), limitSource(metadata.ROOT)),
+				sizeHint(metadata.ROOT))
+			return v.finish(), nil
+		}
 		if errors.Is(err, fs.ErrNotExist) {
 			v.add(metadata.ROOT, v.tfile, RuleMissing, v.tfile+" is missing: this is not a TUF repository directory",
 				"point at the directory that contains metadata/ and targets/")
@@ -158,7 +173,7 @@ func Verify(fsys fs.FS, opts VerifyOptions) (*Report, error) {
 		v.add(metadata.ROOT, v.tfile, RuleParse, fmt.Sprintf("%s: not valid root metadata: %v", v.tfile, err), "")
 		return v.finish(), nil
 	}
-	v.s = scanRepo(fsys, base.Signed.Version+1, base, v.c)
+	v.s = scanRepo(fsys, base.Signed.Version+1, base, v.c, 1)
 	if v.s.ioErr != nil {
 		return nil, v.s.ioErr
 	}
@@ -168,6 +183,9 @@ func Verify(fsys fs.FS, opts VerifyOptions) (*Report, error) {
 	v.checkRoots()
 	v.checkTopLevel()
 	v.checkDelegated()
+	v.checkNameCase()
+	v.checkSearch()
+	v.checkRotations()
 	if opts.CheckTargets {
 		if err := v.checkTargetFiles(); err != nil {
 			return nil, err
@@ -213,6 +231,7 @@ func (v *verifier) checkRoots() {
 		label := rootLabel(md)
 		rr := RoleReport{Role: metadata.ROOT, File: cr.path, Version: md.Signed.Version, Expires: md.Signed.Expires}
 		v.checkSpec(metadata.ROOT, cr.path, label, md.Signed.SpecVersion)
+		v.checkEncoding(metadata.ROOT, cr.path, label, md.Signed)
 		v.checkKeys(metadata.ROOT, cr.path, label, md.Signed.Keys)
 		for _, name := range metadata.TOP_LEVEL_ROLE_NAMES {
 			role := md.Signed.Roles[name]
@@ -293,6 +312,8 @@ func (v *verifier) checkTopLevel() {
 		}
 		rr := RoleReport{Role: e.role, File: e.file, Version: version, Expires: expires, Delegator: from}
 		v.checkSpec(e.role, e.file, e.role, spec)
+		v.checkVersionMin(e.role, e.file, e.role, version)
+		v.checkEncoding(e.role, e.file, e.role, signed)
 		if role := root.Signed.Roles[e.role]; role != nil {
 			rr.Threshold, rr.KeyIDs = role.Threshold, slices.Clone(role.KeyIDs)
 			rr.ValidSignatures = v.checkSigned(e.role, e.file, e.role, from, e.md, signed, sigs, root.Signed.Keys, role.KeyIDs, role.Threshold)
@@ -301,6 +322,7 @@ func (v *verifier) checkTopLevel() {
 		v.rep.Roles = append(v.rep.Roles, rr)
 	}
 	if s.targets != nil {
+		v.checkTargetEntries(metadata.TARGETS, s.tgPath, s.targets.Signed.Targets)
 		v.checkDelegations(metadata.TARGETS, s.tgPath, s.targets)
 	}
 }
@@ -309,6 +331,9 @@ func (v *verifier) checkDelegated() {
 	for _, d := range v.s.delegated {
 		rr := RoleReport{Role: d.name, File: d.path, Version: d.md.Signed.Version, Expires: d.md.Signed.Expires, Delegator: d.delegator}
 		v.checkSpec(d.name, d.path, d.name, d.md.Signed.SpecVersion)
+		v.checkVersionMin(d.name, d.path, d.name, d.md.Signed.Version)
+		v.checkEncoding(d.name, d.path, d.name, d.md.Signed)
+		v.checkTargetEntries(d.name, d.path, d.md.Signed.Targets)
 		if del := v.delegation(d.name, d.delegator); del != nil {
 			keys, ids, threshold := del.keys()
 			rr.Threshold, rr.KeyIDs = threshold, slices.Clone(ids)
@@ -329,16 +354,13 @@ func (v *verifier) checkDelegated() {
 
 // delegation finds how delegator delegates to name in the scanned repository.
 func (v *verifier) delegation(name, delegator string) *delegation {
-	var md *metadata.Metadata[metadata.TargetsType]
-	if delegator == metadata.TARGETS {
-		md = v.s.targets
-	} else {
+	if v.byName == nil {
+		v.byName = map[string]*metadata.Metadata[metadata.TargetsType]{metadata.TARGETS: v.s.targets}
 		for _, d := range v.s.delegated {
-			if d.name == delegator {
-				md = d.md
-			}
+			v.byName[d.name] = d.md
 		}
 	}
+	md := v.byName[delegator]
 	if md == nil || md.Signed.Delegations == nil {
 		return nil
 	}
@@ -364,6 +386,7 @@ func (v *verifier) checkDelegations(role, file string, md *metadata.Metadata[met
 		return
 	}
 	v.checkKeys(role, file, role, dl.Keys)
+	v.checkDelegationRules(role, file, dl)
 	for _, d := range dl.Roles {
 		v.checkRoleKeyIDs(role, file, fmt.Sprintf("%s, delegation %q", role, d.Name), dl.Keys, d.KeyIDs, d.Threshold)
 		if len(d.Paths) > 0 && len(d.PathHashPrefixes) > 0 {
@@ -428,6 +451,11 @@ func (v *verifier) checkRoleKeyIDs(role, file, label string, keys map[string]*me
 			continue
 		}
 		if other, dup := prints[fp]; dup {
+			if other == id {
+				v.add(role, file, RuleKeyID, fmt.Sprintf("%s: lists key id %s twice", label, short(id)),
+					"tuf-js refuses a role that lists a key id twice: list each key once")
+				continue
+			}
 			v.add(role, file, RuleKeyID, fmt.Sprintf("%s: key ids %s and %s are the same public key", label, short(other), short(id)),
 				"some clients count one key twice toward the threshold: list each key once")
 			continue
@@ -470,13 +498,20 @@ func (v *verifier) countSigs(role, file, label string, sigs []metadata.Signature
 
 func (v *verifier) checkSpec(role, file, label, spec string) {
 	major, _, _ := strings.Cut(spec, ".")
-	if major != "1" {
+	switch {
+	case major != "1":
 		v.add(role, file, RuleSpecVersion, fmt.Sprintf("%s: spec_version %q is not TUF 1.x", label, spec), "clients reject other major versions")
+	case !specRE.MatchString(spec):
+		v.add(role, file, RuleSpecVersion, fmt.Sprintf("%s: spec_version %q is not of the form 1.N or 1.N.N", label, spec),
+			"tuf-js refuses any other form: write the spec version go-tuf writes ("+metadata.SPECIFICATION_VERSION+")")
 	}
 }
 
+// checkExpiry reports a role expired at the reference time as tuf-js
+// sees it: expired from its expiry on (go-tuf: only after it), read to the
+// millisecond (JavaScript dates).
 func (v *verifier) checkExpiry(role, file, label string, expires time.Time) {
-	if v.at.After(expires) {
+	if !v.at.Before(expires.Truncate(time.Millisecond)) {
 		v.add(role, file, RuleExpired, fmt.Sprintf("%s: expired at %s", label, expires.UTC().Format(time.RFC3339)),
 			fmt.Sprintf("checked at %s: re-sign it with a later expiry", v.at.UTC().Format(time.RFC3339)))
 		return
@@ -512,9 +547,8 @@ func (v *verifier) checkTargetFiles() error {
 				v.add(r.name, "", RuleParse, fmt.Sprintf("%s: target %q has no length and hashes", r.name, p), "")
 				continue
 			}
-			if err := checkTargetPath(p); err != nil {
-				v.add(r.name, "", RuleTargetFile, fmt.Sprintf("%s: %v: it cannot be checked on disk", r.name, err), "")
-				continue
+			if checkTargetPath(p) != nil {
+				continue // reported by checkTargetEntries
 			}
 			external := IsExternal(tf) // external.go: clients check only its metadata
 			if external {

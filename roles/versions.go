@@ -41,7 +41,7 @@ func CheckVersions(before, after fs.FS, c *Cache) []Problem {
 	if oldTS == nil || newTS == nil {
 		return probs
 	}
-	oldData, _ := fs.ReadFile(before, timestampPath())
+	oldData, _ := readBounded(before, timestampPath(), TimestampMaxLength)
 	tsv, ntsv := oldTS.Signed.Version, newTS.Signed.Version
 	switch {
 	case ntsv < tsv:
@@ -62,8 +62,8 @@ func CheckVersions(before, after fs.FS, c *Cache) []Problem {
 	consistent := len(newRoots) > 0 && rootConsistent(c, newRoots[len(newRoots)-1])
 	oldSnPath := rolePath(metadata.SNAPSHOT, oldSM.Version, consistent)
 	newSnPath := rolePath(metadata.SNAPSHOT, newSM.Version, consistent)
-	oldSnData, err1 := fs.ReadFile(before, oldSnPath)
-	newSnData, err2 := fs.ReadFile(after, newSnPath)
+	oldSnData, err1 := readBounded(before, oldSnPath, metaLimit(metadata.SNAPSHOT, oldSM.Length))
+	newSnData, err2 := readBounded(after, newSnPath, metaLimit(metadata.SNAPSHOT, newSM.Length))
 	if err1 != nil || err2 != nil {
 		return probs
 	}
@@ -95,8 +95,8 @@ func CheckVersions(before, after fs.FS, c *Cache) []Problem {
 		}
 		if nm.Version == om.Version && !consistent {
 			p := rolePath(role, 0, false)
-			o, e1 := fs.ReadFile(before, p)
-			n, e2 := fs.ReadFile(after, p)
+			o, e1 := readBounded(before, p, metaLimit(role, om.Length))
+			n, e2 := readBounded(after, p, metaLimit(role, nm.Length))
 			if e1 == nil && e2 == nil && !bytes.Equal(o, n) {
 				add(role, p, fmt.Sprintf("%s v%d would change without a new version: clients that have it never see the change", role, om.Version),
 					"bump the role's version (and update snapshot and timestamp)")
@@ -107,7 +107,7 @@ func CheckVersions(before, after fs.FS, c *Cache) []Problem {
 }
 
 func readTimestamp(c *Cache, fsys fs.FS) (*metadata.Metadata[metadata.TimestampType], []byte) {
-	data, err := fs.ReadFile(fsys, timestampPath())
+	data, err := readBounded(fsys, timestampPath(), TimestampMaxLength)
 	if err != nil {
 		return nil, nil
 	}

@@ -35,6 +35,8 @@ func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"rootkeeper":    func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
 		"rootkeeper-at": func() { os.Exit(runAt(os.Args[1:])) },
+		// rootkeeper-craft: a properly signed repository another tool made (craft_test.go).
+		"rootkeeper-craft": func() { os.Exit(craftMain(os.Args[1:])) },
 	})
 }
 

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -162,6 +163,14 @@ type testRepo struct {
 	timestamp  *metadata.Metadata[metadata.TimestampType]
 	keys       map[string]*testKey // role → its (single) signing key
 	files      map[string][]byte   // target path → content
+	extra      []*extraRole        // more delegated roles (addRole)
+}
+
+// extraRole is a delegated targets role added with addRole.
+type extraRole struct {
+	name string
+	md   *metadata.Metadata[metadata.TargetsType]
+	key  *testKey
 }
 
 type repoOpts struct {
@@ -284,10 +293,36 @@ func (r *testRepo) rootBytes(v int64) []byte {
 	return b
 }
 
+// addRole makes parent (targets or another delegated role) delegate paths
+// to a new role name with its own Ed25519 key, and lists each of targets
+// in it (with content "<name>:<path>"). It returns the role.
+func (r *testRepo) addRole(parent *metadata.Metadata[metadata.TargetsType], name string, paths []string, targets ...string) *extraRole {
+	k := newKey(r.t, kindEd25519)
+	if parent.Signed.Delegations == nil {
+		parent.Signed.Delegations = &metadata.Delegations{Keys: map[string]*metadata.Key{}}
+	}
+	dl := parent.Signed.Delegations
+	dl.Keys[k.id] = k.pub
+	dl.Roles = append(dl.Roles, metadata.DelegatedRole{Name: name, KeyIDs: []string{k.id}, Threshold: 1, Paths: paths})
+	e := &extraRole{name: name, md: metadata.Targets(r.targets.Signed.Expires), key: k}
+	for _, p := range targets {
+		r.files[p] = []byte(name + ":" + p)
+		r.addTarget(e.md, p)
+	}
+	r.extra = append(r.extra, e)
+	return e
+}
+
 // publish signs and writes the delegated role, targets, snapshot and
 // timestamp at their current versions; snapshot and timestamp describe the
-// others.
+// others. Role names are escaped in file names as rootkeeper and go-tuf
+// escape them (url.PathEscape).
 func (r *testRepo) publish() {
+	for _, e := range r.extra {
+		signMetadata(r.t, e.md, e.key)
+		r.writeFile(filepath.Join("metadata", url.PathEscape(r.metaName(e.name, e.md.Signed.Version))), toBytes(r.t, e.md))
+		r.snapshot.Signed.Meta[e.name+".json"] = metadata.MetaFile(e.md.Signed.Version)
+	}
 	if r.deleg != nil {
 		signMetadata(r.t, r.deleg, r.keys[delegatedRole])
 		r.writeFile(filepath.Join("metadata", r.metaName(delegatedRole, r.deleg.Signed.Version)), toBytes(r.t, r.deleg))

@@ -139,4 +139,8 @@ async function main() {
   }
 }
 
-process.exitCode = await main();
+// Exit once the result line is written: a download abandoned half-way
+// (a file over the length limit) would otherwise keep Node waiting for the
+// rest of the body until the fetch timeout.
+const code = await main();
+process.stdout.write('', () => process.exit(code));
