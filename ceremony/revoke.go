@@ -381,11 +381,8 @@ func (s *Session) Revoke(ctx context.Context, dir string, opts RevokeOptions) (*
 		if len(retiredIDs) > 0 {
 			details["retired_key_records"] = retiredIDs
 		}
-		res, err = s.commit(&change{journal: true, op: "revoke", dir: dir, repo: repo, policy: pol, now: now, changed: changed, extra: append(extra, retired...), details: details})
-		if err != nil {
-			return err
-		}
-		return dropRetired(dir, retiredIDs)
+		res, err = s.commit(&change{op: "revoke", dir: dir, repo: repo, policy: pol, now: now, changed: changed, extra: append(extra, retired...), remove: retiredPaths(retiredIDs), details: details})
+		return err
 	})
 	return res, err
 }
