@@ -95,7 +95,7 @@ func LoadPolicy(dir string) (*Policy, error) {
 	dec.KnownFields(true)
 	var p Policy
 	if err := dec.Decode(&p); err != nil && !errors.Is(err, io.EOF) {
-		return nil, &RepoError{Dir: dir, Detail: fmt.Sprintf("%s: %v", PolicyFile, err), HintText: "restore " + PolicyFile + " from the repository's backup"}
+		return nil, &RepoError{Dir: dir, Detail: PolicyFile + ": " + parseProblem(err), HintText: "restore " + PolicyFile + " from the repository's backup"}
 	}
 	if p.Version != 1 || p.Roles == nil {
 		return nil, &RepoError{Dir: dir, Detail: PolicyFile + ": version must be 1 and roles must be listed"}

@@ -362,10 +362,46 @@ func excerpt(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	for n > 0 && !utf8RuneStart(s[n]) {
+	for n > 0 && s[n]&0xC0 == 0x80 {
 		n--
 	}
 	return s[:n] + "…"
 }
 
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+var (
+	unknownFieldMsg = regexp.MustCompile(`field (.*) not found in type [\w.]+`)
+	fieldName       = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]{0,39}$`)
+)
+
+// quoteFields keeps a parser's "field X not found" only when X looks like
+// a field name: otherwise X is a line of whatever file this is.
+func quoteFields(msg string) string {
+	return unknownFieldMsg.ReplaceAllStringFunc(msg, func(m string) string {
+		name := unknownFieldMsg.FindStringSubmatch(m)[1]
+		if fieldName.MatchString(name) {
+			return "unknown field " + name
+		}
+		return "a line that is not a field of the file (not shown)"
+	})
+}
+
+// parseProblem is a parser's error about a repository file, cut to its
+// first problem and a short excerpt: a file that is not what it should
+// be (rootkeeper.yaml linked to /etc/shadow) is never printed whole.
+func parseProblem(err error) string {
+	lines := strings.Split(strings.TrimSpace(err.Error()), "\n")
+	var parts []string
+	for _, l := range lines {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasSuffix(l, ":") {
+			parts = append(parts, l)
+		}
+	}
+	if len(parts) == 0 {
+		return excerpt(lines[0], 120)
+	}
+	msg := excerpt(quoteFields(parts[0]), 120)
+	if len(parts) > 1 {
+		msg += fmt.Sprintf(" (and %d more %s)", len(parts)-1, map[bool]string{true: "problem", false: "problems"}[len(parts) == 2])
+	}
+	return msg
+}

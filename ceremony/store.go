@@ -144,13 +144,13 @@ type File struct {
 
 // Ranks of the write order (see rank).
 const (
-	rankImmutable = iota // versioned metadata, hash-named targets
-	rankOther            // keys/, rootkeeper.yaml, plain targets; removals
-	rankMutable          // targets.json, ROLE.json without consistent snapshots
-	rankSnapshot         // snapshot.json
-	rankTranscript       // transcript.jsonl: recorded before anything is visible
-	rankRoot             // N.root.json: clients fetch the next root by name
-	rankTimestamp        // timestamp.json: the publish point
+	rankImmutable  = iota // versioned metadata, hash-named targets
+	rankOther             // keys/, rootkeeper.yaml, plain targets; removals
+	rankMutable           // targets.json, ROLE.json without consistent snapshots
+	rankSnapshot          // snapshot.json
+	rankTranscript        // transcript.jsonl: recorded before anything is visible
+	rankRoot              // N.root.json: clients fetch the next root by name
+	rankTimestamp         // timestamp.json: the publish point
 )
 
 // rank orders writes so that a client reading during a write never follows
