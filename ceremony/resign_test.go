@@ -129,6 +129,11 @@ func treeHash(t testing.TB, dir string) string {
 		if d.IsDir() || rel == LockFile {
 			return nil
 		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			target, err := os.Readlink(p)
+			lines = append(lines, rel+" -> "+target)
+			return err
+		}
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return err
