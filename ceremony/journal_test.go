@@ -109,7 +109,7 @@ func simulateCrash(t *testing.T, f *fixture, dir string, upTo int) string {
 // then exactly as the uninterrupted change left it.
 func TestJournalFinishesInterruptedChange(t *testing.T) {
 	f := newFixture(t)
-	for _, upTo := range []int{rankImmutable, rankSnapshot, rankRoot, rankTimestamp, rankTimestamp + 1} {
+	for _, upTo := range []int{rankImmutable, rankSnapshot, rankTranscript, rankPublish, rankPublish + 1} {
 		dir := filepath.Join(t.TempDir(), "repo")
 		copyTree(t, f.dir, dir)
 		want := simulateCrash(t, f, dir, upTo)

@@ -12,6 +12,7 @@ package ceremony
 // every command handles (recoverRepo).
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
@@ -147,6 +148,7 @@ type RepairReport struct {
 	Repository string       `json:"repository"`
 	DryRun     bool         `json:"dry_run"`
 	Journal    string       `json:"journal,omitempty"` // the interrupted change finished (or, with DryRun, pending)
+	Note       string       `json:"note,omitempty"`
 	Removed    []RepairItem `json:"removed"`           // with DryRun: would be removed
 	Kept       []RepairItem `json:"kept"`              // files that look left over but are kept
 	// Reachable counts the versioned metadata files and hash-named
@@ -177,9 +179,9 @@ func Repair(dir string, opts RepairOptions) (*RepairReport, error) {
 	if err := repairRecover(dir, rep); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(dir, "metadata", "timestamp.json")); err != nil {
-		return nil, &RepoError{Dir: dir, Detail: "no metadata/timestamp.json: nothing is published, so nothing can be proven unreachable",
-			HintText: "check --repo; a repository that init did not finish has no timestamp"}
+	if _, err := os.Lstat(filepath.Join(dir, "metadata", "timestamp.json")); errors.Is(err, fs.ErrNotExist) {
+		rep.Note = "no metadata/timestamp.json: nothing is published yet (an init that did not finish?), so no orphans to look for"
+		return rep, nil
 	}
 	pub := readPublished(dir)
 	if pub.err != nil {

@@ -149,8 +149,7 @@ const (
 	rankMutable           // targets.json, ROLE.json without consistent snapshots
 	rankSnapshot          // snapshot.json
 	rankTranscript        // transcript.jsonl: recorded before anything is visible
-	rankRoot              // N.root.json: clients fetch the next root by name
-	rankTimestamp         // timestamp.json: the publish point
+	rankPublish           // N.root.json, then timestamp.json: the publish point
 )
 
 // rank orders writes so that a client reading during a write never follows
@@ -158,19 +157,19 @@ const (
 // became visible has always been recorded: versioned metadata and
 // hash-named targets first, then other files, then mutable metadata, then
 // snapshot.json (it points at targets and delegated roles), then the
-// transcript entry, then a new root version (clients look for N+1.root.json
-// on every update: the first visible file), then timestamp.json (it points
-// at the snapshot).
+// transcript entry, and last the files clients look for by name on every
+// update — a new root version (N+1.root.json), then timestamp.json (it
+// points at the snapshot). These last two are one group: both are written
+// and fsynced before either is renamed, so the two renames that publish a
+// change follow each other at once.
 func rank(f File) int {
 	switch {
-	case f.Path == "metadata/timestamp.json":
-		return rankTimestamp
+	case f.Path == "metadata/timestamp.json" || (!f.Remove && rootVersioned.MatchString(f.Path)):
+		return rankPublish
 	case f.Path == TranscriptFile:
 		return rankTranscript
 	case f.Remove:
 		return rankOther
-	case rootVersioned.MatchString(f.Path):
-		return rankRoot
 	case f.Path == "metadata/snapshot.json":
 		return rankSnapshot
 	case f.Immutable:
@@ -181,9 +180,24 @@ func rank(f File) int {
 	return rankOther
 }
 
+// writeOrder sorts files by rank; in the publish group new roots go in
+// place before timestamp.json (a client that sees the new timestamp must
+// find the root that trusts its key).
+func writeOrder(files []File) []File {
+	ordered := append([]File(nil), files...)
+	sort.SliceStable(ordered, func(i, j int) bool {
+		ri, rj := rank(ordered[i]), rank(ordered[j])
+		if ri != rj {
+			return ri < rj
+		}
+		return ordered[i].Path != "metadata/timestamp.json" && ordered[j].Path == "metadata/timestamp.json"
+	})
+	return ordered
+}
+
 // visible reports whether a file of this rank is one clients see at once
 // once it is in place: the change is published from then on.
-func visible(r int) bool { return r >= rankRoot }
+func visible(r int) bool { return r == rankPublish }
 
 // checkRepoPath refuses a path rootkeeper does not write: it must be
 // clean and relative, under metadata/, targets/ or keys/, or be
@@ -221,6 +235,13 @@ func isTemp(name string) bool {
 	i := strings.LastIndex(name, ".tmp-")
 	return strings.HasPrefix(name, ".") && i > 1
 }
+
+// faultAt is called before every operation the store makes in a
+// repository — "write", "fsync", "rename", "remove", "mkdir" — with the
+// file's path. It does nothing, except in test builds (the crashtest
+// tag, fault_crashtest.go), where the kill -9 campaign kills the process
+// or fails the operation at a chosen point (docs/reliability.md).
+var faultAt = func(op, path string) error { return nil }
 
 // tree is a repository directory opened for writing.
 type tree struct {
@@ -265,6 +286,9 @@ func (t *tree) openDir(rel string, create bool) (*os.Root, error) {
 		fi, err := parent.Lstat(name)
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && create:
+			if err := faultAt("mkdir", next); err != nil {
+				return nil, &IOError{Op: "create directory", Path: next, Err: err}
+			}
 			if err := parent.Mkdir(name, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 				return nil, &IOError{Op: "create directory", Path: next, Err: err}
 			}
@@ -349,7 +373,13 @@ func (t *tree) writeTemp(rel string, data []byte) (string, error) {
 	if err := f.Chmod(0o644); err != nil {
 		return fail(err)
 	}
+	if err := faultAt("write", rel); err != nil {
+		return fail(err)
+	}
 	if _, err := f.Write(data); err != nil {
+		return fail(err)
+	}
+	if err := faultAt("fsync", rel); err != nil {
 		return fail(err)
 	}
 	if err := f.Sync(); err != nil {
@@ -374,7 +404,11 @@ func (t *tree) put(tmp, rel string) error {
 		d.Remove(tmp)
 		return &LinkError{Dir: t.dir, Path: rel, What: "a symbolic link or special file"}
 	}
-	if err := d.Rename(tmp, path.Base(rel)); err != nil {
+	err = faultAt("rename", rel)
+	if err == nil {
+		err = d.Rename(tmp, path.Base(rel))
+	}
+	if err != nil {
 		d.Remove(tmp)
 		return &IOError{Op: "write", Path: rel, Err: err}
 	}
@@ -389,6 +423,9 @@ func (t *tree) remove(rel string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if err := faultAt("remove", rel); err != nil {
+		return &IOError{Op: "remove", Path: rel, Err: err}
 	}
 	if err := d.Remove(path.Base(rel)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return &IOError{Op: "remove", Path: rel, Err: err}
@@ -411,6 +448,9 @@ func syncRoot(r *os.Root, rel string) error {
 		return &IOError{Op: "sync", Path: rel, Err: err}
 	}
 	defer d.Close()
+	if err := faultAt("fsync", rel+"/"); err != nil {
+		return &IOError{Op: "sync", Path: rel, Err: err}
+	}
 	if err := d.Sync(); err != nil {
 		return &IOError{Op: "sync", Path: rel, Err: err}
 	}
@@ -435,8 +475,7 @@ func (e *applyError) Unwrap() error { return e.err }
 // place with the same bytes is not written again. The caller (the
 // journal) has checked every path and what it replaces.
 func (t *tree) apply(files []File) error {
-	ordered := append([]File(nil), files...)
-	sort.SliceStable(ordered, func(i, j int) bool { return rank(ordered[i]) < rank(ordered[j]) })
+	ordered := writeOrder(files)
 	published := false
 	for start := 0; start < len(ordered); {
 		end := start + 1

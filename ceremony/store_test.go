@@ -75,12 +75,16 @@ func TestRankPutsTimestampLast(t *testing.T) {
 		{Path: "metadata/timestamp.json"},
 	}
 	for i := 1; i < len(order); i++ {
-		if rank(order[i-1]) >= rank(order[i]) {
+		if rank(order[i-1]) > rank(order[i]) || (rank(order[i-1]) == rank(order[i]) && i != 6) {
 			t.Errorf("%s is not written before %s", order[i-1].Path, order[i].Path)
 		}
 	}
-	if visible(rank(order[4])) || !visible(rank(order[5])) {
+	if visible(rank(order[4])) || !visible(rank(order[5])) || !visible(rank(order[6])) {
 		t.Error("the publish point is the first new root or timestamp.json, after the transcript")
+	}
+	reversed := []File{order[6], order[5], order[1]}
+	if got := writeOrder(reversed); got[0].Path != "keys/x.json" || got[1].Path != "metadata/3.root.json" || got[2].Path != "metadata/timestamp.json" {
+		t.Errorf("write order %v", got)
 	}
 }
 

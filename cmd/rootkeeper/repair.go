@@ -64,6 +64,10 @@ func (a *app) printRepair(rep *ceremony.RepairReport) {
 	for _, it := range rep.Kept {
 		fmt.Fprintf(w, "  kept %s: %s\n", it.Path, it.Reason)
 	}
+	if rep.Note != "" {
+		fmt.Fprintf(w, "  %s\n", rep.Note)
+		return
+	}
 	if rep.Journal == "" && len(rep.Removed) == 0 {
 		fmt.Fprintln(w, "  nothing to repair")
 	}

@@ -288,7 +288,7 @@ func TestResignBatchKilled(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := ceremony.RecoverJournal(d); err != nil {
+			if _, err := ceremony.RecoverJournal(d); err != nil {
 				t.Fatalf("%s: %v", d, err)
 			}
 			lock.Unlock(false)
