@@ -627,13 +627,22 @@ func listSome(names []string, n int) string {
 
 // recoverRepo runs before every change, under the lock and before any
 // device is opened: it refuses a repository with a link where rootkeeper
-// writes, removes the temporary files of interrupted writes anywhere in
+// writes, or whose directory or metadata/ it cannot write, removes the temporary files of interrupted writes anywhere in
 // it, and finishes (or, if it was never committed, rolls back) the change
 // a crash interrupted.
 func recoverRepo(dir string) (*recovery, error) {
 	temps, err := scanRepo(dir)
 	if err != nil {
 		return nil, err
+	}
+	// Every change writes into the repository's directory (the journal,
+	// the transcript) and into metadata/: fail now, before any device.
+	for _, d := range []string{".", "metadata"} {
+		if fi, err := os.Lstat(filepath.Join(dir, d)); err == nil && fi.IsDir() {
+			if err := checkWritable(filepath.Join(dir, d)); err != nil {
+				return nil, &CommitError{Dir: dir, Err: err}
+			}
+		}
 	}
 	t, err := openTree(dir)
 	if err != nil {

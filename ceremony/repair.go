@@ -149,8 +149,8 @@ type RepairReport struct {
 	DryRun     bool         `json:"dry_run"`
 	Journal    string       `json:"journal,omitempty"` // the interrupted change finished (or, with DryRun, pending)
 	Note       string       `json:"note,omitempty"`
-	Removed    []RepairItem `json:"removed"`           // with DryRun: would be removed
-	Kept       []RepairItem `json:"kept"`              // files that look left over but are kept
+	Removed    []RepairItem `json:"removed"` // with DryRun: would be removed
+	Kept       []RepairItem `json:"kept"`    // files that look left over but are kept
 	// Reachable counts the versioned metadata files and hash-named
 	// targets the published state reaches (kept, not listed).
 	Reachable struct {

@@ -4,6 +4,7 @@
 #   pcscd, libpcsclite-dev, vsmartcard-vpcd  the virtual PIV card path (piv-go needs cgo + libpcsclite)
 #   pkg-config, gcc                          cgo
 #   nodejs, npm + softhsm-test/clients/tufjs the tuf-js client (npm ci from the committed lock)
+#   strace                                   the slow disk of the kill -9 campaign (fsyncs delayed)
 # As root it runs apt-get; otherwise it prints the exact command and fails.
 set -eu
 cd "$(dirname "$0")/.."
@@ -21,6 +22,7 @@ have pkg-config || pkgs="$pkgs pkg-config"
 have gcc || pkgs="$pkgs gcc"
 have node || pkgs="$pkgs nodejs"
 have npm || pkgs="$pkgs npm"
+have strace || pkgs="$pkgs strace"
 pkgs=$(echo $pkgs | tr ' ' '\n' | sort -u | xargs)
 
 if [ -n "$pkgs" ]; then

@@ -17,11 +17,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -319,8 +321,9 @@ func (r *crashRig) isAfter(dir string, c crashCmd, files []string) error {
 
 // next runs the next command on dir (publish; after an init that wrote
 // nothing, init again) and checks that it succeeds, leaves nothing
-// behind, and that go-tuf's client accepts the result and fetches keep.txt.
-func (r *crashRig) next(t *testing.T, c crashCmd, dir, state, what string) {
+// behind, and that go-tuf's client accepts the result and fetches
+// keep.txt. It reports whether all of that held.
+func (r *crashRig) next(t *testing.T, c crashCmd, dir, state, what string) bool {
 	t.Helper()
 	args := []string{"publish", "--repo", "DIR"}
 	if c.op == "init" && state == "before" {
@@ -328,19 +331,21 @@ func (r *crashRig) next(t *testing.T, c crashCmd, dir, state, what string) {
 	}
 	if res := r.run(t, dir, args, nil); res.code != 0 {
 		t.Errorf("%s: RERUN FAILED: %s exit %d\n%s%s", what, args[0], res.code, res.stdout, res.stderr)
-		return
+		return false
 	}
+	ok := true
 	for _, f := range listTree(t, dir) {
 		if leftover.MatchString(f) {
 			t.Errorf("%s: left behind after the next command: %s", what, f)
+			ok = false
 		}
 	}
-	r.acceptedByGoTUF(t, c, dir, what)
+	return r.acceptedByGoTUF(t, c, dir, what) && ok
 }
 
 // acceptedByGoTUF has go-tuf's client, from 1.root.json, update from dir
 // and fetch keep.txt (a repository init made has no targets).
-func (r *crashRig) acceptedByGoTUF(t *testing.T, c crashCmd, dir, what string) {
+func (r *crashRig) acceptedByGoTUF(t *testing.T, c crashCmd, dir, what string) bool {
 	t.Helper()
 	metadataURL, targetsURL, stop := clients.ServeDir(dir)
 	defer stop()
@@ -357,7 +362,9 @@ func (r *crashRig) acceptedByGoTUF(t *testing.T, c crashCmd, dir, what string) {
 	}
 	if err := clients.Verify(ctx, cl, want); err != nil {
 		t.Errorf("%s: go-tuf refuses the repository: %v", what, err)
+		return false
 	}
+	return true
 }
 
 var faultLine = regexp.MustCompile(`rootkeeper-test-fault: \w+ before (\w+) #\d+`)
@@ -504,4 +511,217 @@ func diskFullVerdict(res crashRun, visible, identical bool) string {
 		return "done"
 	}
 	return ""
+}
+
+// tokenDir finds the SoftHSM directory of the token labeled label.
+func tokenDir(t *testing.T, env *softhsm.Env, label string) string {
+	t.Helper()
+	dirs, _ := filepath.Glob(filepath.Join(env.Dir, "*"))
+	padded := []byte(label + strings.Repeat(" ", 32-len(label)))
+	for _, d := range dirs {
+		if b, err := os.ReadFile(filepath.Join(d, "token.object")); err == nil && bytes.Contains(b, padded) {
+			return d
+		}
+	}
+	t.Fatalf("no token directory for %s in %s", label, env.Dir)
+	return ""
+}
+
+// TestTokenRemovedMidRun: targets add signs targets with the tagging
+// token, then, while it reads the online token's PIN (a FIFO here, so the
+// test knows when), the online token's directory goes away. The run fails
+// with one clear error and writes nothing; with the token back, the next
+// command succeeds.
+func TestTokenRemovedMidRun(t *testing.T) {
+	r := newCrashRig(t)
+	c := r.cmds[1] // targets add
+	dir := r.fresh(t, c)
+	fifo := filepath.Join(r.work, "online.pin")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	polPath := filepath.Join(dir, ceremony.PolicyFile)
+	pol, _ := os.ReadFile(polPath)
+	var lines []string
+	for _, l := range strings.Split(string(pol), "\n") {
+		if strings.Contains(l, "token=online") {
+			l = strings.ReplaceAll(l, r.env.PINFile, fifo)
+		}
+		lines = append(lines, l)
+	}
+	if err := os.WriteFile(polPath, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := hashTree(t, dir)
+	online := tokenDir(t, r.env, "online")
+	done := make(chan crashRun, 1)
+	go func() { done <- r.run(t, dir, c.args, nil) }()
+	f, err := os.OpenFile(fifo, os.O_WRONLY, 0) // blocks until rootkeeper reads the online PIN
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(online, online+".removed"); err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(softhsm.PIN + "\n")
+	f.Close()
+	res := <-done
+	os.Rename(online+".removed", online)
+	t.Logf("exit %d\n%s", res.code, res.stderr)
+	switch {
+	case res.code == 1 && strings.Contains(res.stderr, "rootkeeper: error:") && strings.Contains(res.stderr, "rootkeeper: hint:"):
+		if got := hashTree(t, dir); got != before {
+			t.Errorf("the run failed but the repository changed")
+		}
+		if !strings.Contains(res.stderr, "signing targets with key 1 of 1") {
+			t.Errorf("the token went away before the first signature, not mid-run")
+		}
+	default:
+		t.Fatalf("exit %d: the token's removal was not noticed\n%s", res.code, res.stderr)
+	}
+	if err := os.WriteFile(polPath, pol, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.next(t, c, dir, "before", "after the token came back")
+}
+
+// TestReadOnlyDirectory: a repository whose directory or metadata/ the
+// user cannot write is refused before any device is opened, with nothing
+// written; a read-only targets/ that targets add must write into is met
+// after the journal is committed: "not published", the previous timestamp
+// in place, and once targets/ is writable again the next command finishes
+// the change.
+func TestReadOnlyDirectory(t *testing.T) {
+	r := newCrashRig(t)
+	c := r.cmds[1] // targets add
+	r.reference(t, c)
+	var prefix []string
+	if os.Geteuid() == 0 { // root obeys file modes once its override capabilities are gone
+		caps := "-dac_override,-dac_read_search,-fowner"
+		prefix = []string{"setpriv", "--bounding-set=" + caps, "--inh-caps=" + caps}
+	}
+	for _, ro := range []string{".", "metadata", "targets/new"} {
+		dir := r.fresh(t, c)
+		os.MkdirAll(filepath.Join(dir, "targets/new"), 0o755)
+		before := hashTree(t, dir)
+		baseTS, _ := os.ReadFile(filepath.Join(dir, "metadata/timestamp.json"))
+		os.Chmod(filepath.Join(dir, ro), 0o555)
+		res := r.run(t, dir, c.args, nil, prefix...)
+		os.Chmod(filepath.Join(dir, ro), 0o755)
+		what := "read-only " + ro
+		verdict := diskFullVerdict(res, publishedChange(r.base, dir, baseTS, false), hashTree(t, dir) == before)
+		t.Logf("%s: exit %d, %s\n%s", what, res.code, verdict, res.stderr)
+		if !strings.Contains(res.stderr, "permission denied") || !strings.Contains(res.stderr, "hint: the directory is not writable by this user") {
+			t.Errorf("%s: the error does not say what is wrong and what to do", what)
+		}
+		want := map[string]string{".": "nothing-written", "metadata": "nothing-written", "targets/new": "not-published"}[ro]
+		if verdict != want {
+			t.Fatalf("%s: reported %q, want %q", what, verdict, want)
+		}
+		if opened := strings.Contains(res.stderr, "opening pkcs11"); opened != (ro == "targets/new") {
+			t.Errorf("%s: a device opened: %v", what, opened)
+		}
+		state := r.settle(t, c, dir, before, what)
+		if state != map[string]string{".": "before", "metadata": "before", "targets/new": "after"}[ro] {
+			t.Errorf("%s: settled %s", what, state)
+		}
+		r.next(t, c, dir, state, what)
+	}
+}
+
+// slowDisk runs a command under strace with every fsync delayed, as on a
+// slow or busy disk.
+var slowDisk = []string{"strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync,fdatasync", "-e", "inject=fsync,fdatasync:delay_enter=20ms"}
+
+// runKilledAfter runs args like run, and kills the process group (the
+// command and, on the slow disk, strace) with SIGKILL after delay.
+func (r *crashRig) runKilledAfter(t *testing.T, dir string, args []string, delay time.Duration, prefix []string) crashRun {
+	t.Helper()
+	full := append(append([]string{}, prefix...), r.bin)
+	for _, a := range args {
+		full = append(full, strings.ReplaceAll(a, "DIR", dir))
+	}
+	cmd := exec.Command(full[0], full[1:]...)
+	cmd.Env = append(r.env.Environ(), "ROOTKEEPER_PIN=")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(delay, func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	err := cmd.Wait()
+	timer.Stop()
+	res := crashRun{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		res.code = ee.ExitCode()
+		ws, _ := ee.Sys().(syscall.WaitStatus)
+		res.killed = ws.Signaled() && ws.Signal() == syscall.SIGKILL
+	}
+	return res
+}
+
+// TestRandomKills kills randomly chosen commands at a random moment of
+// their run, on a normal and on a slow disk (strace delays every fsync by
+// 20 ms), and counts the outcomes. ROOTKEEPER_KILL_CAMPAIGN sets the kills
+// per disk (softhsm-test/kill-campaign.sh runs 500 each); CI runs a few.
+func TestRandomKills(t *testing.T) {
+	per := 6
+	if v, err := strconv.Atoi(os.Getenv("ROOTKEEPER_KILL_CAMPAIGN")); err == nil && v > 0 {
+		per = v
+	}
+	if _, err := exec.LookPath("strace"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("strace is required in CI (make deps installs it)")
+		}
+		t.Skip("strace is not installed; run make deps")
+	}
+	r := newCrashRig(t)
+	seed := time.Now().UnixNano()
+	if v, err := strconv.ParseInt(os.Getenv("ROOTKEEPER_KILL_SEED"), 10, 64); err == nil {
+		seed = v
+	}
+	t.Logf("seed %d (ROOTKEEPER_KILL_SEED reruns the same kills)", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	for _, disk := range []struct {
+		name   string
+		prefix []string
+	}{{"normal", nil}, {"slow", slowDisk}} {
+		took := map[string]time.Duration{}
+		for _, c := range r.cmds {
+			r.reference(t, c)
+			dir := r.fresh(t, c)
+			start := time.Now()
+			if res := r.run(t, dir, c.args, nil, disk.prefix...); res.code != 0 {
+				t.Fatalf("%s on the %s disk: exit %d\n%s", c.op, disk.name, res.code, res.stderr)
+			}
+			took[c.op] = time.Since(start)
+			os.RemoveAll(dir)
+		}
+		ta := tally{}
+		for i := range per {
+			c := r.cmds[rng.IntN(len(r.cmds))]
+			delay := time.Duration(rng.Int64N(int64(took[c.op]) * 11 / 10))
+			dir := r.fresh(t, c)
+			before := hashTree(t, dir)
+			res := r.runKilledAfter(t, dir, c.args, delay, disk.prefix)
+			what := fmt.Sprintf("%s disk, kill %d: %s killed after %s", disk.name, i+1, c.op, delay.Round(time.Millisecond))
+			state := "completed"
+			switch {
+			case res.killed:
+				state = r.settle(t, c, dir, before, what)
+			case res.code != 0:
+				t.Errorf("%s: exit %d without being killed\n%s", what, res.code, res.stderr)
+			}
+			ta.add(c.op, state)
+			ta.add("all", state)
+			if !r.next(t, c, dir, state, what) {
+				ta.add(c.op, "rerun-failed")
+				ta.add("all", "rerun-failed")
+			}
+			os.RemoveAll(dir)
+		}
+		t.Logf("%s disk: %d random kills", disk.name, per)
+		ta.log(t, "before", "after", "completed", "corrupt", "rerun-failed")
+	}
 }
