@@ -725,3 +725,83 @@ func TestRandomKills(t *testing.T) {
 		ta.log(t, "before", "after", "completed", "corrupt", "rerun-failed")
 	}
 }
+
+// TestRealDiskFull runs targets add of a 200 kB target on a small tmpfs
+// filled so that the change runs out of space at a different write each
+// time: a real ENOSPC from the kernel, not the fault hook. The exit status
+// tells the truth each time, and with space freed the next command
+// completes or goes on. Skipped where tmpfs cannot be mounted.
+func TestRealDiskFull(t *testing.T) {
+	r := newCrashRig(t)
+	mnt := filepath.Join(r.work, "mnt")
+	os.Mkdir(mnt, 0o755)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here (%v: %s); TestDiskFullAtEveryWrite covers ENOSPC at each write", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+	big := filepath.Join(r.work, "big.bin")
+	data := bytes.Repeat([]byte("rootkeeper "), 200_000/11)
+	if err := os.WriteFile(big, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := crashCmd{op: "targets-add", args: []string{"targets", "add", "--repo", "DIR", big}}
+	ref := filepath.Join(r.work, "ref")
+	exec.Command("cp", "-a", r.base, ref).Run()
+	if res := r.run(t, ref, c.args, nil); res.code != 0 {
+		t.Fatal(res.stderr)
+	}
+	r.refs[c.op] = &crashRef{files: listTree(t, ref)}
+	baseTS, _ := os.ReadFile(filepath.Join(r.base, "metadata/timestamp.json"))
+	ta := tally{}
+	for free := int64(0); free <= 1_100_000; free += 50_000 {
+		dir := filepath.Join(mnt, "repo")
+		os.RemoveAll(dir)
+		os.Remove(filepath.Join(mnt, "filler"))
+		if out, err := exec.Command("cp", "-a", r.base, dir).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v %s", err, out)
+		}
+		fill(t, mnt, free)
+		before := hashTree(t, dir)
+		res := r.run(t, dir, c.args, nil)
+		verdict := diskFullVerdict(res, publishedChange(r.base, dir, baseTS, false), hashTree(t, dir) == before)
+		what := fmt.Sprintf("targets add with %d bytes free", free)
+		if verdict == "" {
+			t.Errorf("%s: the exit status does not tell the truth: exit %d\n%s", what, res.code, res.stderr)
+			continue
+		}
+		ta.add("targets-add", verdict)
+		os.Remove(filepath.Join(mnt, "filler"))
+		state := r.settle(t, c, dir, before, what)
+		ta.add("targets-add", state)
+		r.next(t, c, dir, state, what)
+	}
+	ta.log(t, "nothing-written", "not-published", "done", "done-warned", "before", "after")
+	if n := ta["targets-add"]; n["nothing-written"] == 0 || n["done"] == 0 {
+		t.Errorf("the fill levels did not cover both a refused and a completed change: %v", n)
+	}
+}
+
+// fill leaves about free bytes free on the file system of dir.
+func fill(t *testing.T, dir string, free int64) {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	avail := int64(st.Bavail) * st.Bsize
+	if avail <= free {
+		return
+	}
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for left := avail - free; left > 0; left -= int64(len(buf)) {
+		n := min(int64(len(buf)), left)
+		if _, err := f.Write(buf[:n]); err != nil {
+			break
+		}
+	}
+}
