@@ -164,6 +164,7 @@ type crashRun struct {
 	stdout, stderr string
 	code           int
 	killed         bool
+	tokenLost      bool // a SoftHSM token of the run was damaged (runKilledAfter)
 }
 
 // run runs args (DIR replaced by dir) with extra environment and,
@@ -641,8 +642,22 @@ func (r *crashRig) runKilledAfter(t *testing.T, dir string, args []string, delay
 	for _, a := range args {
 		full = append(full, strings.ReplaceAll(a, "DIR", dir))
 	}
+	// SoftHSM's file store truncates and rewrites token.object on every
+	// login: a SIGKILL between the two loses the token. The killed run
+	// gets a copy of the tokens, so that the emulator's own damage (a real
+	// device keeps its state on the device) is counted apart and does not
+	// spoil the runs after it.
+	scratch := filepath.Join(r.work, "tokens-scratch")
+	os.RemoveAll(scratch)
+	if out, err := exec.Command("cp", "-a", r.env.Dir, scratch).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	conf := scratch + ".conf"
+	if err := os.WriteFile(conf, []byte("directories.tokendir = "+scratch+"\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(full[0], full[1:]...)
-	cmd.Env = append(r.env.Environ(), "ROOTKEEPER_PIN=")
+	cmd.Env = append(r.env.Environ(), "ROOTKEEPER_PIN=", "SOFTHSM2_CONF="+conf)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -658,7 +673,23 @@ func (r *crashRig) runKilledAfter(t *testing.T, dir string, args []string, delay
 		ws, _ := ee.Sys().(syscall.WaitStatus)
 		res.killed = ws.Signaled() && ws.Signal() == syscall.SIGKILL
 	}
+	res.tokenLost = tokensDamaged(r.env.Dir, scratch)
 	return res
+}
+
+// tokensDamaged reports whether a token.object under scratch lost bytes
+// compared with the same file under pristine.
+func tokensDamaged(pristine, scratch string) bool {
+	objs, _ := filepath.Glob(filepath.Join(pristine, "*", "token.object"))
+	for _, o := range objs {
+		rel, _ := filepath.Rel(pristine, o)
+		a, _ := os.Stat(o)
+		b, err := os.Stat(filepath.Join(scratch, rel))
+		if err != nil || b.Size() < a.Size() {
+			return true
+		}
+	}
+	return false
 }
 
 // TestRandomKills kills randomly chosen commands at a random moment of
@@ -715,6 +746,10 @@ func TestRandomKills(t *testing.T) {
 			}
 			ta.add(c.op, state)
 			ta.add("all", state)
+			if res.tokenLost {
+				ta.add(c.op, "token-lost")
+				ta.add("all", "token-lost")
+			}
 			if !r.next(t, c, dir, state, what) {
 				ta.add(c.op, "rerun-failed")
 				ta.add("all", "rerun-failed")
@@ -722,7 +757,7 @@ func TestRandomKills(t *testing.T) {
 			os.RemoveAll(dir)
 		}
 		t.Logf("%s disk: %d random kills", disk.name, per)
-		ta.log(t, "before", "after", "completed", "corrupt", "rerun-failed")
+		ta.log(t, "before", "after", "completed", "corrupt", "rerun-failed", "token-lost")
 	}
 }
 
