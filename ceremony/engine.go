@@ -458,6 +458,10 @@ func plannedWrites(dir string, files []File) ([]File, []string, error) {
 		if exists && bytes.Equal(old, f.Data) {
 			continue
 		}
+		f.beforeKnown = true
+		if exists {
+			f.before = sha256hex(old)
+		}
 		if exists && f.Immutable {
 			if pub == nil {
 				pub = readPublished(dir)

@@ -272,16 +272,19 @@ func planJournal(t *tree, cs *changeset) (*journal, error) {
 			return nil, &IOError{Op: "write", Path: f.Path, Err: errors.New("named twice in one change")}
 		}
 		seen[f.Path] = true
-		cur, exists, err := t.read(f.Path)
-		if err != nil {
-			return nil, err
-		}
-		e := journalEntry{Path: f.Path, Immutable: f.Immutable, Remove: f.Remove}
-		if exists {
-			e.Before = sha256hex(cur)
+		e := journalEntry{Path: f.Path, Immutable: f.Immutable, Remove: f.Remove, Before: f.before}
+		exists, same := f.before != "", false
+		if !f.beforeKnown {
+			cur, found, err := t.read(f.Path)
+			if err != nil {
+				return nil, err
+			}
+			if exists = found; found {
+				e.Before, same = sha256hex(cur), bytes.Equal(cur, f.Data)
+			}
 		}
 		switch {
-		case f.Remove && !exists, !f.Remove && exists && bytes.Equal(cur, f.Data):
+		case f.Remove && !exists, !f.Remove && same:
 			continue
 		case f.Immutable && exists && !f.orphan:
 			return nil, &ImmutableError{Dir: t.dir, Path: f.Path}
@@ -478,8 +481,8 @@ func checkRemovals(dir string, j *journal) error {
 		if !e.Remove {
 			continue
 		}
-		if path.Dir(e.Path) == "keys" && e.Before != "" && writes["keys/retired/"+path.Base(e.Path)] == e.Before {
-			continue // a retired key record, copied with the change
+		if path.Dir(e.Path) == "keys" && e.Before != "" && retiredCopy(dir, writes, path.Base(e.Path)) == e.Before {
+			continue // a retired key record, copied with the change (or before it)
 		}
 		if j.Operation == "repair" && o.unreachable(e.Path) {
 			continue
@@ -487,6 +490,17 @@ func checkRemovals(dir string, j *journal) error {
 		return fmt.Errorf("would remove %s, which rootkeeper removes only when it is a key record moved to keys/retired/ or a file no published timestamp reaches", e.Path)
 	}
 	return nil
+}
+
+// retiredCopy is the SHA-256 of keys/retired/NAME as the change leaves it.
+func retiredCopy(dir string, writes map[string]string, name string) string {
+	if h, ok := writes["keys/retired/"+name]; ok {
+		return h
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "keys", "retired", name)); err == nil {
+		return sha256hex(b)
+	}
+	return ""
 }
 
 // recoverJournal finishes the change of a pending journal once

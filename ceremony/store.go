@@ -140,6 +140,10 @@ type File struct {
 	// interrupted run of an older version left and that no published
 	// timestamp reaches (repair.go).
 	orphan bool
+	// before is what plannedWrites found in the file's place (its
+	// SHA-256, "" if none), when known: the journal need not read it again.
+	before      string
+	beforeKnown bool
 }
 
 // Ranks of the write order (see rank).
