@@ -61,6 +61,11 @@ func (s *Session) InitWith(ctx context.Context, plan *Plan, dir string, initial 
 			removeCreated()
 		}
 	}()
+	rec, err := recoverRepo(dir) // an init a crash interrupted: finished, or its temporaries removed
+	if err != nil {
+		return nil, err
+	}
+	s.recovered(rec)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, &IOError{Op: "read", Path: dir, Err: err}

@@ -182,7 +182,7 @@ func (s *Session) DelegateAdd(ctx context.Context, dir string, opts DelegateOpti
 			details["paths"] = opts.Paths
 			details["terminating"] = opts.Terminating
 		}
-		res, err = s.commit(&change{journal: true, op: "delegate-add", dir: dir, repo: repo, policy: pol, now: now,
+		res, err = s.commit(&change{op: "delegate-add", dir: dir, repo: repo, policy: pol, now: now,
 			changed: []string{opts.From, opts.Role, RoleSnapshot, RoleTimestamp}, extra: extra, details: details})
 		if res != nil && len(bins) > 0 {
 			foldBins(res, opts.Role, bins)
@@ -312,12 +312,9 @@ func (s *Session) DelegateRemove(ctx context.Context, dir, role string) (*Result
 		if len(retiredIDs) > 0 {
 			details["retired_key_records"] = retiredIDs
 		}
-		res, err = s.commit(&change{journal: true, op: "delegate-remove", dir: dir, repo: repo, policy: pol, now: now,
-			changed: []string{from, RoleSnapshot, RoleTimestamp}, extra: retired, details: details})
-		if err != nil {
-			return err
-		}
-		return dropRetired(dir, retiredIDs)
+		res, err = s.commit(&change{op: "delegate-remove", dir: dir, repo: repo, policy: pol, now: now,
+			changed: []string{from, RoleSnapshot, RoleTimestamp}, extra: retired, remove: retiredPaths(retiredIDs), details: details})
+		return err
 	})
 	return res, err
 }

@@ -306,8 +306,8 @@ type change struct {
 	changed  []string // roles given a new version
 	extra    []File   // target files, key records
 	details  map[string]any
-	noPolicy bool // do not rewrite the policy
-	journal  bool // write through a redo journal, all or nothing (resign.go)
+	noPolicy bool     // do not rewrite the policy
+	remove   []string // files to remove (retired key records), with the change
 }
 
 // PreflightError reports a change that a TUF client would not accept; it
@@ -351,10 +351,62 @@ type Result struct {
 	Expires   map[string]string `json:"expires"`
 	Written   []string          `json:"written"`
 	Details   map[string]any    `json:"details,omitempty"`
+	// Warnings: what recovery did first, an orphan file replaced, or a
+	// failure after the change became visible (the change is done; the
+	// next run completes its journal).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
-// commit preflights the change as a client would and writes it.
+// commit is the last two steps of every change: the preflight (what
+// every client would see once the files are in place) and the one write
+// path, commitFiles (journal.go: journaled, all or nothing). A failure
+// after the change became visible is a warning in the result, not an
+// error: the change is done, and the next run completes its journal.
 func (s *Session) commit(c *change) (*Result, error) {
+	files, err := c.files()
+	if err != nil {
+		return nil, err
+	}
+	report, err := preflightChange(c, files)
+	if err != nil {
+		return nil, err
+	}
+	write, notes, err := plannedWrites(c.dir, files)
+	if err != nil {
+		return nil, err
+	}
+	entry, err := appendTranscript(c.dir, c.now, c.op, c.details, write)
+	if err != nil {
+		return nil, err
+	}
+	write = append(write, entry)
+	for _, p := range c.remove {
+		write = append(write, File{Path: p, Remove: true})
+	}
+	done, err := commitFiles(c.dir, &changeset{op: c.op, at: c.now, changed: c.changed, files: write})
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Dir: c.dir, Operation: c.op, Changed: c.changed, Versions: map[string]int64{}, Expires: map[string]string{}, Details: c.details}
+	for _, rr := range report.Roles {
+		res.Versions[rr.Role] = rr.Version
+		res.Expires[rr.Role] = rr.Expires.UTC().Format(time.RFC3339)
+	}
+	for _, f := range write {
+		if !f.Remove {
+			res.Written = append(res.Written, f.Path)
+		}
+	}
+	res.Warnings = append(notes, done.warnings...)
+	for _, w := range res.Warnings {
+		s.warn(w)
+	}
+	return res, nil
+}
+
+// files lists every file the change writes: the metadata, the extra
+// files and (unless noPolicy) the policy.
+func (c *change) files() ([]File, error) {
 	metaFiles, err := c.repo.Files()
 	if err != nil {
 		return nil, err
@@ -371,8 +423,12 @@ func (s *Session) commit(c *change) (*Result, error) {
 		}
 		files = append(files, File{Path: PolicyFile, Data: pol})
 	}
+	return files, nil
+}
 
-	// Preflight: what a client would see once the files are in place.
+// preflightChange runs the preflight on files laid over the repository:
+// a change that any client would refuse is refused.
+func preflightChange(c *change, files []File) (*roles.Report, error) {
 	overlay := make([]roles.File, len(files))
 	for i, f := range files {
 		overlay[i] = roles.File{Path: f.Path, Data: f.Data}
@@ -388,37 +444,52 @@ func (s *Session) commit(c *change) (*Result, error) {
 	if !report.OK {
 		return nil, &PreflightError{Problems: report.Problems}
 	}
+	return report, nil
+}
 
-	// Keep only what differs from the disk, then add the transcript entry.
+// plannedWrites keeps the files that differ from the disk, sorted by
+// path. An immutable file in the way is refused, unless an interrupted
+// run of an older version left it and no published timestamp reaches it
+// (repair.go): then it is replaced, and a note says so.
+func plannedWrites(dir string, files []File) ([]File, []string, error) {
+	t, err := openTree(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer t.close()
 	var write []File
+	var notes []string
+	var pub *publishedState
 	for _, f := range files {
-		if old, err := os.ReadFile(path.Join(c.dir, f.Path)); err == nil && bytes.Equal(old, f.Data) {
+		if err := checkRepoPath(f.Path); err != nil {
+			return nil, nil, err
+		}
+		old, exists, err := t.read(f.Path)
+		if err != nil {
+			return nil, nil, err
+		}
+		if exists && bytes.Equal(old, f.Data) {
 			continue
+		}
+		f.beforeKnown = true
+		if exists {
+			f.before = sha256hex(old)
+		}
+		if exists && f.Immutable {
+			if pub == nil {
+				pub = readPublished(dir)
+			}
+			reason, orphan := pub.orphan(f.Path)
+			if !orphan {
+				return nil, nil, &ImmutableError{Dir: dir, Path: f.Path}
+			}
+			f.orphan = true
+			notes = append(notes, fmt.Sprintf("replaced %s, left by an interrupted run of an older rootkeeper: %s", f.Path, reason))
 		}
 		write = append(write, f)
 	}
 	sort.SliceStable(write, func(i, j int) bool { return write[i].Path < write[j].Path })
-	entry, err := appendTranscript(c.dir, c.now, c.op, c.details, write)
-	if err != nil {
-		return nil, err
-	}
-	write = append(write, entry)
-	writeFn := WriteFiles
-	if c.journal {
-		writeFn = writeJournaled
-	}
-	if err := writeFn(c.dir, write); err != nil {
-		return nil, err
-	}
-	res := &Result{Dir: c.dir, Operation: c.op, Changed: c.changed, Versions: map[string]int64{}, Expires: map[string]string{}, Details: c.details}
-	for _, rr := range report.Roles {
-		res.Versions[rr.Role] = rr.Version
-		res.Expires[rr.Role] = rr.Expires.UTC().Format(time.RFC3339)
-	}
-	for _, f := range write {
-		res.Written = append(res.Written, f.Path)
-	}
-	return res, nil
+	return write, notes, nil
 }
 
 // policyRole maps a role to its policy entry (hashed bins share one).
@@ -469,22 +540,41 @@ func marshalJSON(v any) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// withLock runs fn with the repository locked, a change a crash
-// interrupted finished, the transcript checked (its chain, and that the
-// clock is not behind its last entry), and its policy and metadata
-// loaded and checked. fn plans the change before it opens any device.
+// withLock runs fn with the repository locked, recovered from any
+// interrupted change (recoverRepo, which says what it did), the
+// transcript checked (its chain, and that the clock is not behind its last
+// entry), and its policy and metadata loaded and checked. fn plans the
+// change before it opens any device.
 func (s *Session) withLock(dir string, fn func(repo *roles.Repo, pol *Policy) error) error {
-	return lockAndLoad(dir, true, s.now, fn)
+	return lockAndLoad(dir, s.recovered, s.now, fn)
+}
+
+// recovered tells the officer what recovery did.
+func (s *Session) recovered(rec *recovery) {
+	for _, n := range rec.notes() {
+		s.warn(n)
+	}
+}
+
+// Warner is a UI that shows warnings even when it shows no progress.
+type Warner interface{ Warn(msg string) }
+
+func (s *Session) warn(msg string) {
+	if w, ok := s.UI.(Warner); ok {
+		w.Warn(msg)
+		return
+	}
+	s.progress("warning: %s", msg)
 }
 
 // lockAndLoad runs every check that needs no device, in this order, and
-// then fn: the lock; for a write the journal of an interrupted change;
-// the transcript's chain (and, with a clock, that the clock is not behind
-// its last entry); the policy (rootkeeper.yaml, strictly, with every key
-// URI parsed); the metadata, whose expiry checks then use the clock. A
-// damaged transcript is thus found before any key is opened, not after
-// every key has signed.
-func lockAndLoad(dir string, write bool, clock func() time.Time, fn func(repo *roles.Repo, pol *Policy) error) error {
+// then fn: the lock; for a write (recovered not nil; dry runs write
+// nothing) the recovery every change begins with; the transcript's chain
+// (and, with a clock, that the clock is not behind its last entry); the
+// policy (rootkeeper.yaml, strictly, with every key URI parsed); the
+// metadata, whose expiry checks then use the clock. A damaged transcript
+// is thus found before any key is opened, not after every key has signed.
+func lockAndLoad(dir string, recovered func(*recovery), clock func() time.Time, fn func(repo *roles.Repo, pol *Policy) error) error {
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return &RepoError{Dir: dir, Detail: "no such directory", HintText: "check --repo"}
 	}
@@ -493,10 +583,12 @@ func lockAndLoad(dir string, write bool, clock func() time.Time, fn func(repo *r
 		return err
 	}
 	defer lock.Unlock(false)
-	if write {
-		if err := RecoverJournal(dir); err != nil {
+	if recovered != nil {
+		rec, err := recoverRepo(dir) // journal.go
+		if err != nil {
 			return err
 		}
+		recovered(rec)
 	}
 	var now time.Time
 	if clock != nil {

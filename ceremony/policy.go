@@ -115,7 +115,7 @@ func ParsePolicy(data []byte) (*Policy, []string) {
 		if errors.Is(err, io.EOF) {
 			return nil, []string{"the file is empty"}
 		}
-		return nil, yamlProblems(PolicyFile, err) // plan.go
+		return nil, []string{parseProblem(err)} // repair.go: never more than a short excerpt of the file
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {

@@ -213,8 +213,8 @@ func errAbsent(err error) bool {
 
 // retiredRecords returns, for every key in before that the new state of
 // repo no longer trusts and that has a key record, a copy of the record
-// under keys/retired/ to write with the change; the caller removes the
-// originals with dropRetired once the change is written. Records of keys
+// under keys/retired/ to write with the change; the change removes
+// the originals (retiredPaths). Records of keys
 // nobody trusts are flagged by verify (a stale or planted record), so a
 // rotation or revocation moves them out of keys/ and keeps them as
 // history.
@@ -239,15 +239,12 @@ func retiredRecords(dir string, repo *roles.Repo, before []string) ([]File, []st
 	return files, ids
 }
 
-// dropRetired removes the records copied to keys/retired/.
-func dropRetired(dir string, ids []string) error {
+// retiredPaths are the records copied to keys/retired/, which the change
+// removes from keys/ (through the journal, with the rest of the change).
+func retiredPaths(ids []string) []string {
+	out := make([]string, 0, len(ids))
 	for _, id := range ids {
-		if err := os.Remove(filepath.Join(dir, "keys", id+".json")); err != nil && !os.IsNotExist(err) {
-			return &IOError{Op: "remove", Path: "keys/" + id + ".json", Err: err}
-		}
+		out = append(out, "keys/"+id+".json")
 	}
-	if len(ids) > 0 {
-		return syncDir(filepath.Join(dir, "keys"))
-	}
-	return nil
+	return out
 }

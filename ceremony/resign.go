@@ -2,11 +2,7 @@ package ceremony
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -173,8 +169,8 @@ func (s *Session) resign(ctx context.Context, dir string, opts ResignOptions, st
 		err = ErrAtWrites
 	case opts.DryRun:
 		err = readLocked(dir, func(repo *roles.Repo, pol *Policy) error {
-			if _, jerr := os.Stat(filepath.Join(dir, JournalFile)); jerr == nil {
-				res.Notes = append(res.Notes, "an interrupted re-signing is pending: the next run completes it before anything else")
+			if pendingJournal(dir) {
+				res.Notes = append(res.Notes, "an interrupted change is pending: the next run completes it before anything else")
 			}
 			due, err := planResign(repo, pol, at, opts)
 			if err != nil {
@@ -610,12 +606,15 @@ func (s *Session) resignLocked(ctx context.Context, dir string, repo *roles.Repo
 		details["waiting"] = w
 	}
 	out, err := s.commit(&change{op: "resign", dir: dir, repo: repo, policy: pol, now: now, changed: resigned,
-		noPolicy: true, journal: true, details: details})
+		noPolicy: true, details: details})
 	if err != nil {
 		return err
 	}
 	res.Resigned = resigned
 	res.Versions, res.Expires = out.Versions, out.Expires
+	for _, w := range out.Warnings {
+		res.Notes = append(res.Notes, "warning: "+w)
+	}
 	res.Outcome = OutcomeResigned
 	if len(res.Waiting) > 0 {
 		res.Outcome = OutcomePartial
@@ -629,128 +628,5 @@ func (s *Session) resignLocked(ctx context.Context, dir string, repo *roles.Repo
 // readLocked is withLock without the journal recovery, for runs that must
 // not write (--dry-run).
 func readLocked(dir string, fn func(repo *roles.Repo, pol *Policy) error) error {
-	return lockAndLoad(dir, false, nil, fn)
-}
-
-// JournalFile holds a change while it is being written: it is written
-// (and fsynced) in full before the first file of the change, and removed
-// after the last. A run that finds it (a crash interrupted the writing)
-// writes the change again before anything else, so that a repository is
-// always either as it was or fully changed once a run has looked at it.
-const JournalFile = ".rootkeeper-journal.json"
-
-type journalDoc struct {
-	Version int           `json:"version"`
-	Files   []journalFile `json:"files"`
-}
-
-type journalFile struct {
-	Path      string `json:"path"`
-	Data      []byte `json:"data"`
-	Immutable bool   `json:"immutable,omitempty"`
-}
-
-// writeJournaled writes files like WriteFiles, through the journal.
-func writeJournaled(dir string, files []File) error {
-	doc := journalDoc{Version: 1}
-	for _, f := range files {
-		if err := checkRelative(f.Path); err != nil {
-			return err
-		}
-		if f.Immutable { // refuse before the journal commits to it
-			if old, err := os.ReadFile(filepath.Join(dir, f.Path)); err == nil && string(old) != string(f.Data) {
-				return &IOError{Op: "write", Path: f.Path, Err: errors.New("an immutable file already exists with other contents (was the repository changed behind rootkeeper's back?)")}
-			}
-		}
-		doc.Files = append(doc.Files, journalFile{Path: f.Path, Data: f.Data, Immutable: f.Immutable})
-	}
-	data, err := json.Marshal(doc)
-	if err != nil {
-		return err
-	}
-	if err := writeAtomic(filepath.Join(dir, JournalFile), data); err != nil { // the commit point
-		return err
-	}
-	if err := WriteFiles(dir, files); err != nil {
-		return err // the journal stays: the next run finishes the change
-	}
-	return clearJournal(dir, files)
-}
-
-// clearJournal removes the journal (durably: a journal that came back
-// after a crash would be applied over a later change) and any temporary
-// file an interrupted write left beside the files (".NAME.tmp-*" beside
-// NAME). Each directory is listed once, however many files the change
-// wrote into it (a glob per file made clearing 16,384 bins quadratic).
-func clearJournal(dir string, files []File) error {
-	names := map[string]map[string]bool{} // directory → names written there
-	for _, f := range files {
-		d, base := filepath.Split(filepath.Join(dir, f.Path))
-		if names[d] == nil {
-			names[d] = map[string]bool{}
-		}
-		names[d][base] = true
-	}
-	for d, written := range names {
-		entries, _ := os.ReadDir(d)
-		for _, e := range entries {
-			if staleTemp(e.Name(), written) {
-				os.Remove(filepath.Join(d, e.Name()))
-			}
-		}
-	}
-	if err := os.Remove(filepath.Join(dir, JournalFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return &IOError{Op: "remove", Path: filepath.Join(dir, JournalFile), Err: err}
-	}
-	return syncDir(dir)
-}
-
-// staleTemp reports whether name is ".NAME.tmp-SUFFIX" for a NAME in
-// written: a temporary file writeAtomic left for one of them.
-func staleTemp(name string, written map[string]bool) bool {
-	if !strings.HasPrefix(name, ".") {
-		return false
-	}
-	for i := 1; i < len(name); i++ {
-		j := strings.Index(name[i:], ".tmp-")
-		if j < 0 {
-			return false
-		}
-		i += j
-		if written[name[1:i]] {
-			return true
-		}
-	}
-	return false
-}
-
-// RecoverJournal finishes a change that a crash interrupted in dir (see
-// JournalFile) and removes a journal that was never completed. The caller
-// holds the lock.
-func RecoverJournal(dir string) error {
-	stale, _ := filepath.Glob(filepath.Join(dir, "."+JournalFile+".tmp-*"))
-	for _, p := range stale { // a journal that was never committed
-		os.Remove(p)
-	}
-	data, err := os.ReadFile(filepath.Join(dir, JournalFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return &IOError{Op: "read", Path: filepath.Join(dir, JournalFile), Err: err}
-	}
-	var doc journalDoc
-	if err := json.Unmarshal(data, &doc); err != nil || doc.Version != 1 {
-		return &RepoError{Dir: dir, Detail: "the journal of an interrupted change is damaged (" + JournalFile + ")",
-			HintText: "check the repository with rootkeeper verify; if it is valid, move " + JournalFile + " away and run again"}
-	}
-	files := make([]File, len(doc.Files))
-	for i, f := range doc.Files {
-		files[i] = File{Path: f.Path, Data: f.Data, Immutable: f.Immutable}
-	}
-	if err := WriteFiles(dir, files); err != nil {
-		return &RepoError{Dir: dir, Detail: "cannot finish the change a crash interrupted", Err: err,
-			HintText: "fix the cause and run again; the change is kept in " + JournalFile}
-	}
-	return clearJournal(dir, files)
+	return lockAndLoad(dir, nil, nil, fn)
 }

@@ -135,6 +135,11 @@ func treeHash(t testing.TB, dir string) string {
 		if d.IsDir() || rel == LockFile {
 			return nil
 		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			target, err := os.Readlink(p)
+			lines = append(lines, rel+" -> "+target)
+			return err
+		}
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return err
@@ -366,7 +371,7 @@ func TestJournalRecovery(t *testing.T) {
 	// timestamp; a temporary file of the interrupted write is left over.
 	doc := fmt.Sprintf(`{"version":1,"files":[{"path":%q,"data":%q},{"path":%q,"data":%q}]}`,
 		files[0].Path, b64(files[0].Data), files[1].Path, b64(files[1].Data))
-	os.WriteFile(filepath.Join(f.dir, JournalFile), []byte(doc), 0o644)
+	os.WriteFile(filepath.Join(f.dir, legacyJournalFile), []byte(doc), 0o644)
 	os.WriteFile(filepath.Join(f.dir, TranscriptFile), files[0].Data, 0o644)
 	os.WriteFile(filepath.Join(f.dir, "metadata/.timestamp.json.tmp-123"), []byte("half"), 0o644)
 	os.WriteFile(filepath.Join(f.dir, "."+JournalFile+".tmp-9"), []byte("half a journal"), 0o644)

@@ -486,11 +486,7 @@ func (s *Session) commitRevocation(dir string, repo *roles.Repo, pol *Policy, p 
 	if len(retiredIDs) > 0 {
 		details["retired_key_records"] = retiredIDs
 	}
-	res, err := s.commit(&change{journal: true, op: "revoke", dir: dir, repo: repo, policy: pol, now: now, changed: changed, extra: append(extra, retired...), details: details})
-	if err != nil {
-		return nil, err
-	}
-	return res, dropRetired(dir, retiredIDs)
+	return s.commit(&change{op: "revoke", dir: dir, repo: repo, policy: pol, now: now, changed: changed, extra: append(extra, retired...), remove: retiredPaths(retiredIDs), details: details})
 }
 
 func roleOrFirstBin(t roles.Trust) string {

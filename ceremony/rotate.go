@@ -114,11 +114,8 @@ func (s *Session) Rotate(ctx context.Context, dir string, opts RotateOptions) (*
 		if len(retiredIDs) > 0 {
 			details["retired_key_records"] = retiredIDs
 		}
-		res, err = s.commit(&change{journal: true, op: "rotate", dir: dir, repo: repo, policy: pol, now: now, changed: changed, extra: append(extra, retired...), details: details})
-		if err != nil {
-			return err
-		}
-		return dropRetired(dir, retiredIDs)
+		res, err = s.commit(&change{op: "rotate", dir: dir, repo: repo, policy: pol, now: now, changed: changed, extra: append(extra, retired...), remove: retiredPaths(retiredIDs), details: details})
+		return err
 	})
 	return res, err
 }

@@ -1,12 +1,31 @@
 package ceremony
 
+// The store: how rootkeeper puts files into a repository. Every command
+// that changes a repository reaches the disk only through commitFiles
+// (journal.go), which writes through a tree opened here:
+//
+//   - tree opens every directory on the way to a file one component at a
+//     time from the repository's root and refuses a component that is a
+//     symbolic link, so rootkeeper never writes through a link and never
+//     outside the repository (os.Root confines every operation to the
+//     repository, the checks here refuse links inside it);
+//   - tree.apply writes files in rank groups (see rank): each file of a
+//     group to a fsynced temporary file beside it, then the group's
+//     renames, then one fsync of each directory, then the next group.
+//
+// writeAtomic is for files outside repositories only (metrics, calendars).
+
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,10 +98,31 @@ func (e *IOError) Unwrap() error { return e.Err }
 
 // Hint explains permission problems.
 func (e *IOError) Hint() string {
-	if errors.Is(e.Err, os.ErrPermission) {
+	switch {
+	case errors.Is(e.Err, os.ErrPermission), errors.Is(e.Err, syscall.EROFS):
 		return "the directory is not writable by this user; run as the repository's owner or fix its permissions"
+	case errors.Is(e.Err, syscall.ENOSPC), errors.Is(e.Err, syscall.EDQUOT):
+		return "free space on the repository's file system, then run the command again"
 	}
 	return ""
+}
+
+// LinkError is a symbolic link (or another non-regular file) where
+// rootkeeper reads or writes a file or directory of the repository. It
+// never writes through one: a link could make it write outside the
+// repository, or overwrite a file it does not own.
+type LinkError struct {
+	Dir, Path string
+	What      string // "a symbolic link", "not a regular file", "not a directory"
+}
+
+func (e *LinkError) Error() string {
+	return fmt.Sprintf("repository %s: %s is %s: rootkeeper does not write through links or into special files; nothing was written", e.Dir, e.Path, e.What)
+}
+
+// Hint says what to do.
+func (e *LinkError) Hint() string {
+	return "replace " + e.Path + " with a real directory or file holding what it should (check where the link pointed and who made it), then run again"
 }
 
 // File is one file to write into a repository, relative to its directory.
@@ -92,76 +132,393 @@ type File struct {
 	// Immutable files (N.root.json, versioned snapshot/targets, hash-named
 	// targets) may be written once; rewriting one with other bytes is refused.
 	Immutable bool
+	// Remove removes the file instead (Data is ignored), as a rotation
+	// moves a retired key record out of keys/.
+	Remove bool
+
+	// orphan marks an immutable file to write over one that an
+	// interrupted run of an older version left and that no published
+	// timestamp reaches (repair.go).
+	orphan bool
+	// before is what plannedWrites found in the file's place (its
+	// SHA-256, "" if none), when known: the journal need not read it again.
+	before      string
+	beforeKnown bool
 }
 
-// WriteFiles writes files into dir atomically, in groups: immutable files,
-// then other files, then mutable metadata, then snapshot.json, then
-// timestamp.json, then the transcript (see rank). Each file of a group goes
-// to a temporary file beside its destination and is fsynced; then the
-// group's files are renamed into place and each of their directories is
-// fsynced once; only then does the next group start. So a client never
-// sees a pointer to a file that is not there yet, even across a crash, and
-// a directory of 16,384 new bins is fsynced once rather than 16,384 times.
-// An immutable file that already exists with the same bytes is left alone;
-// with other bytes it is an error (checked for every file before anything
-// is written).
-func WriteFiles(dir string, files []File) error {
+// Ranks of the write order (see rank).
+const (
+	rankImmutable  = iota // versioned metadata, hash-named targets
+	rankOther             // keys/, rootkeeper.yaml, plain targets; removals
+	rankMutable           // targets.json, ROLE.json without consistent snapshots
+	rankSnapshot          // snapshot.json
+	rankTranscript        // transcript.jsonl: recorded before anything is visible
+	rankPublish           // N.root.json, then timestamp.json: the publish point
+)
+
+// rank orders writes so that a client reading during a write never follows
+// a pointer to a file that is not there yet, and so that a change that
+// became visible has always been recorded: versioned metadata and
+// hash-named targets first, then other files, then mutable metadata, then
+// snapshot.json (it points at targets and delegated roles), then the
+// transcript entry, and last the files clients look for by name on every
+// update — a new root version (N+1.root.json), then timestamp.json (it
+// points at the snapshot). These last two are one group: both are written
+// and fsynced before either is renamed, so the two renames that publish a
+// change follow each other at once.
+func rank(f File) int {
+	switch {
+	case f.Path == "metadata/timestamp.json" || (!f.Remove && rootVersioned.MatchString(f.Path)):
+		return rankPublish
+	case f.Path == TranscriptFile:
+		return rankTranscript
+	case f.Remove:
+		return rankOther
+	case f.Path == "metadata/snapshot.json":
+		return rankSnapshot
+	case f.Immutable:
+		return rankImmutable
+	case strings.HasPrefix(f.Path, "metadata/"):
+		return rankMutable
+	}
+	return rankOther
+}
+
+// writeOrder sorts files by rank; in the publish group new roots go in
+// place before timestamp.json (a client that sees the new timestamp must
+// find the root that trusts its key).
+func writeOrder(files []File) []File {
 	ordered := append([]File(nil), files...)
-	sort.SliceStable(ordered, func(i, j int) bool { return rank(ordered[i]) < rank(ordered[j]) })
-	for _, f := range ordered {
-		if err := checkRelative(f.Path); err != nil {
-			return err
+	sort.SliceStable(ordered, func(i, j int) bool {
+		ri, rj := rank(ordered[i]), rank(ordered[j])
+		if ri != rj {
+			return ri < rj
 		}
-		if !f.Immutable {
-			continue
-		}
-		old, err := os.ReadFile(filepath.Join(dir, f.Path))
-		if err == nil && !bytes.Equal(old, f.Data) {
-			return &IOError{Op: "write", Path: f.Path, Err: errors.New("an immutable file already exists with other contents (was the repository changed behind rootkeeper's back?)")}
+		return ordered[i].Path != "metadata/timestamp.json" && ordered[j].Path == "metadata/timestamp.json"
+	})
+	return ordered
+}
+
+// visible reports whether a file of this rank is one clients see at once
+// once it is in place: the change is published from then on.
+func visible(r int) bool { return r == rankPublish }
+
+// checkRepoPath refuses a path rootkeeper does not write: it must be
+// clean and relative, under metadata/, targets/ or keys/, or be
+// rootkeeper.yaml or transcript.jsonl, and its name must not look like
+// one of rootkeeper's temporary files (they are removed after a crash).
+func checkRepoPath(p string) error {
+	if p == "" || filepath.IsAbs(p) || strings.Contains(p, "\\") || strings.ContainsRune(p, 0) {
+		return &IOError{Op: "write", Path: p, Err: errors.New("not a relative path")}
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." || part == "" || part == "." {
+			return &IOError{Op: "write", Path: p, Err: errors.New("path escapes the repository")}
 		}
 	}
+	top, _, nested := strings.Cut(p, "/")
+	switch {
+	case !nested && (p == PolicyFile || p == TranscriptFile):
+	case nested && (top == "metadata" || top == "targets" || top == "keys"):
+	default:
+		return &IOError{Op: "write", Path: p, Err: errors.New("not a file rootkeeper writes (only metadata/, targets/, keys/, " + PolicyFile + " and " + TranscriptFile + ")")}
+	}
+	if isTemp(path.Base(p)) {
+		return &IOError{Op: "write", Path: p, Err: errors.New("the name looks like one of rootkeeper's temporary files, which are removed after a crash")}
+	}
+	return nil
+}
+
+// isTemp reports whether name is a temporary file of an interrupted
+// write: ".NAME.tmp-SUFFIX" (as every version of rootkeeper names them)
+// or the scratch file of the writability check.
+func isTemp(name string) bool {
+	if strings.HasPrefix(name, ".rootkeeper-write-test-") {
+		return true
+	}
+	i := strings.LastIndex(name, ".tmp-")
+	return strings.HasPrefix(name, ".") && i > 1
+}
+
+// faultAt is called before every operation the store makes in a
+// repository — "write", "fsync", "rename", "remove", "mkdir" — with the
+// file's path. It does nothing, except in test builds (the crashtest
+// tag, fault_crashtest.go), where the kill -9 campaign kills the process
+// or fails the operation at a chosen point (docs/reliability.md).
+var faultAt = func(op, path string) error { return nil }
+
+// tree is a repository directory opened for writing.
+type tree struct {
+	dir  string
+	root *os.Root
+	mu   sync.Mutex
+	dirs map[string]*os.Root // open directories by relative path; "." is root
+}
+
+func openTree(dir string) (*tree, error) {
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, &IOError{Op: "open", Path: dir, Err: err}
+	}
+	return &tree{dir: dir, root: r, dirs: map[string]*os.Root{".": r}}, nil
+}
+
+func (t *tree) close() {
+	for _, r := range t.dirs {
+		r.Close()
+	}
+	t.dirs = nil
+}
+
+// openDir opens the directory rel (slash-separated, "." for the root),
+// one component at a time, refusing a component that is a link or not a
+// directory. With create, missing directories are made and their parents
+// fsynced, so that a new directory survives a crash.
+func (t *tree) openDir(rel string, create bool) (*os.Root, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r, ok := t.dirs[rel]; ok {
+		return r, nil
+	}
+	parent, cur := t.root, "."
+	for _, name := range strings.Split(rel, "/") {
+		next := path.Join(cur, name)
+		if r, ok := t.dirs[next]; ok {
+			parent, cur = r, next
+			continue
+		}
+		fi, err := parent.Lstat(name)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && create:
+			if err := faultAt("mkdir", next); err != nil {
+				return nil, &IOError{Op: "create directory", Path: next, Err: err}
+			}
+			if err := parent.Mkdir(name, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				return nil, &IOError{Op: "create directory", Path: next, Err: err}
+			}
+			if err := syncRoot(parent, cur); err != nil {
+				return nil, err
+			}
+		case err != nil:
+			return nil, &IOError{Op: "open", Path: next, Err: err}
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return nil, &LinkError{Dir: t.dir, Path: next, What: "a symbolic link"}
+		case !fi.IsDir():
+			return nil, &LinkError{Dir: t.dir, Path: next, What: "not a directory"}
+		}
+		r, err := parent.OpenRoot(name)
+		if err != nil {
+			return nil, &IOError{Op: "open", Path: next, Err: err}
+		}
+		t.dirs[next] = r
+		parent, cur = r, next
+	}
+	return parent, nil
+}
+
+// read returns the bytes of the regular file rel, or exists false. A link
+// or special file in its place is refused.
+func (t *tree) read(rel string) (data []byte, exists bool, err error) {
+	d, err := t.openDir(path.Dir(rel), false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	name := path.Base(rel)
+	fi, err := d.Lstat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, &IOError{Op: "read", Path: rel, Err: err}
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return nil, false, &LinkError{Dir: t.dir, Path: rel, What: "a symbolic link"}
+	case !fi.Mode().IsRegular():
+		return nil, false, &LinkError{Dir: t.dir, Path: rel, What: "not a regular file"}
+	}
+	f, err := d.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, false, &IOError{Op: "read", Path: rel, Err: err}
+	}
+	defer f.Close()
+	data, err = io.ReadAll(f)
+	if err != nil {
+		return nil, false, &IOError{Op: "read", Path: rel, Err: err}
+	}
+	return data, true, nil
+}
+
+// writeTemp writes data to a new temporary file ".NAME.tmp-N" beside rel
+// (mode 0644), fsyncs and closes it, and returns its name.
+func (t *tree) writeTemp(rel string, data []byte) (string, error) {
+	d, err := t.openDir(path.Dir(rel), true)
+	if err != nil {
+		return "", err
+	}
+	var f *os.File
+	var tmp string
+	for range 100 {
+		tmp = "." + path.Base(rel) + ".tmp-" + strconv.FormatUint(uint64(rand.Uint32()), 10)
+		f, err = d.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+		if !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
+	if err != nil {
+		return "", &IOError{Op: "write", Path: rel, Err: err}
+	}
+	fail := func(err error) (string, error) {
+		f.Close()
+		d.Remove(tmp)
+		return "", &IOError{Op: "write", Path: rel, Err: err}
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return fail(err)
+	}
+	if err := faultAt("write", rel); err != nil {
+		return fail(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(err)
+	}
+	if err := faultAt("fsync", rel); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		d.Remove(tmp)
+		return "", &IOError{Op: "write", Path: rel, Err: err}
+	}
+	return tmp, nil
+}
+
+// put renames the temporary file tmp (in rel's directory) to rel. A link
+// in rel's place is refused (a rename would replace the link itself, but
+// a link there is not rootkeeper's).
+func (t *tree) put(tmp, rel string) error {
+	d, err := t.openDir(path.Dir(rel), false)
+	if err != nil {
+		return err
+	}
+	if fi, err := d.Lstat(path.Base(rel)); err == nil && !fi.Mode().IsRegular() {
+		d.Remove(tmp)
+		return &LinkError{Dir: t.dir, Path: rel, What: "a symbolic link or special file"}
+	}
+	err = faultAt("rename", rel)
+	if err == nil {
+		err = d.Rename(tmp, path.Base(rel))
+	}
+	if err != nil {
+		d.Remove(tmp)
+		return &IOError{Op: "write", Path: rel, Err: err}
+	}
+	return nil
+}
+
+// remove removes the file rel if it is there.
+func (t *tree) remove(rel string) error {
+	d, err := t.openDir(path.Dir(rel), false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := faultAt("remove", rel); err != nil {
+		return &IOError{Op: "remove", Path: rel, Err: err}
+	}
+	if err := d.Remove(path.Base(rel)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return &IOError{Op: "remove", Path: rel, Err: err}
+	}
+	return nil
+}
+
+// syncDir fsyncs the directory rel.
+func (t *tree) syncDir(rel string) error {
+	d, err := t.openDir(rel, false)
+	if err != nil {
+		return err
+	}
+	return syncRoot(d, rel)
+}
+
+func syncRoot(r *os.Root, rel string) error {
+	d, err := r.Open(".")
+	if err != nil {
+		return &IOError{Op: "sync", Path: rel, Err: err}
+	}
+	defer d.Close()
+	if err := faultAt("fsync", rel+"/"); err != nil {
+		return &IOError{Op: "sync", Path: rel, Err: err}
+	}
+	if err := d.Sync(); err != nil {
+		return &IOError{Op: "sync", Path: rel, Err: err}
+	}
+	return nil
+}
+
+// applyError is a failure part of the way through tree.apply.
+type applyError struct {
+	err       error
+	published bool // a visible file (new root, timestamp) was already in place
+}
+
+func (e *applyError) Error() string { return e.err.Error() }
+func (e *applyError) Unwrap() error { return e.err }
+
+// apply writes files (and removals) into the tree in rank groups: every
+// file of a group to a fsynced temporary file, then the group's renames
+// and removals, then one fsync of each directory they touched, then the
+// next group. So a client never sees a pointer to a file that is not
+// there yet, even across a crash, and a directory of 16,384 new bins is
+// fsynced once rather than 16,384 times. An immutable file already in
+// place with the same bytes is not written again. The caller (the
+// journal) has checked every path and what it replaces.
+func (t *tree) apply(files []File) error {
+	ordered := writeOrder(files)
+	published := false
 	for start := 0; start < len(ordered); {
 		end := start + 1
 		for end < len(ordered) && rank(ordered[end]) == rank(ordered[start]) {
 			end++
 		}
-		if err := writeGroup(dir, ordered[start:end]); err != nil {
-			return err
+		err := t.applyGroup(ordered[start:end], func() { published = published || visible(rank(ordered[start])) })
+		if err != nil {
+			return &applyError{err: err, published: published}
 		}
 		start = end
 	}
 	return nil
 }
 
-// writeGroup writes files whose order among themselves does not matter:
-// every file to a fsynced temporary file, then every rename, then one
-// fsync of each directory they are in.
-func writeGroup(dir string, files []File) error {
+// applyGroup writes files whose order among themselves does not matter;
+// renamed is called after the first rename.
+func (t *tree) applyGroup(files []File, renamed func()) error {
 	type pending struct {
-		dst, tmp string
-		data     []byte
-		err      error
+		f   File
+		tmp string
+		err error
 	}
 	var todo []pending
 	for _, f := range files {
-		dst := filepath.Join(dir, f.Path)
-		if f.Immutable {
-			if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, f.Data) {
-				continue
-			}
-		}
-		todo = append(todo, pending{dst: dst, data: f.Data})
+		todo = append(todo, pending{f: f})
 	}
-	// The temporary files are written and fsynced by a few goroutines at
+	// Temporary files are written and fsynced by a few goroutines at
 	// once: the file system commits concurrent fsyncs together.
 	parallel(len(todo), tempWriters, func(i int) {
-		todo[i].tmp, todo[i].err = writeTemp(todo[i].dst, todo[i].data)
+		if !todo[i].f.Remove {
+			todo[i].tmp, todo[i].err = t.writeTemp(todo[i].f.Path, todo[i].f.Data)
+		}
 	})
 	for _, p := range todo {
 		if p.err != nil {
 			for _, q := range todo {
-				if q.err == nil {
-					os.Remove(q.tmp)
+				if q.err == nil && q.tmp != "" {
+					t.removeTemp(q.f.Path, q.tmp)
 				}
 			}
 			return p.err
@@ -169,31 +526,49 @@ func writeGroup(dir string, files []File) error {
 	}
 	var dirs []string
 	seen := map[string]bool{}
-	syncDirs := func() error {
-		for _, d := range dirs {
-			if err := syncDir(d); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
 	for i, p := range todo {
-		if err := os.Rename(p.tmp, p.dst); err != nil {
-			for _, q := range todo[i:] {
-				os.Remove(q.tmp)
-			}
-			syncDirs() //nolint:errcheck // best effort for the files already renamed; the rename's error is the one to report
-			return &IOError{Op: "write", Path: p.dst, Err: err}
+		var err error
+		if p.f.Remove {
+			err = t.remove(p.f.Path)
+		} else {
+			err = t.put(p.tmp, p.f.Path)
 		}
-		if d := filepath.Dir(p.dst); !seen[d] {
+		if err != nil {
+			for _, q := range todo[i+1:] {
+				if q.tmp != "" {
+					t.removeTemp(q.f.Path, q.tmp)
+				}
+			}
+			t.syncDirs(dirs) //nolint:errcheck // best effort for the files already renamed; the rename's error is the one to report
+			return err
+		}
+		if i == 0 {
+			renamed()
+		}
+		if d := path.Dir(p.f.Path); !seen[d] {
 			seen[d] = true
 			dirs = append(dirs, d)
 		}
 	}
-	return syncDirs()
+	return t.syncDirs(dirs)
 }
 
-// tempWriters is how many temporary files writeGroup writes at once.
+func (t *tree) removeTemp(rel, tmp string) {
+	if d, err := t.openDir(path.Dir(rel), false); err == nil {
+		d.Remove(tmp)
+	}
+}
+
+func (t *tree) syncDirs(dirs []string) error {
+	for _, d := range dirs {
+		if err := t.syncDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tempWriters is how many temporary files applyGroup writes at once.
 const tempWriters = 8
 
 // parallel calls fn(0) … fn(n-1) from up to workers goroutines.
@@ -218,112 +593,38 @@ func parallel(n, workers int, fn func(i int)) {
 	wg.Wait()
 }
 
-// rank orders writes so that a client reading during a write never follows
-// a pointer to a file that is not there yet: immutable files, then other
-// files, then mutable metadata, then snapshot.json (it points at targets
-// and delegated roles), then timestamp.json (it points at the snapshot),
-// and the transcript entry last, so that it records only published changes.
-func rank(f File) int {
-	switch {
-	case f.Path == TranscriptFile: // recorded once the change is published
-		return 5
-	case f.Path == "metadata/timestamp.json":
-		return 4
-	case f.Path == "metadata/snapshot.json":
-		return 3
-	case f.Immutable:
-		return 0
-	case strings.HasPrefix(f.Path, "metadata/"):
-		return 2
-	}
-	return 1
-}
-
-func checkRelative(p string) error {
-	if p == "" || filepath.IsAbs(p) || strings.Contains(p, "\\") {
-		return &IOError{Op: "write", Path: p, Err: errors.New("not a relative path")}
-	}
-	for _, part := range strings.Split(p, "/") {
-		if part == ".." || part == "" || part == "." {
-			return &IOError{Op: "write", Path: p, Err: errors.New("path escapes the repository")}
-		}
-	}
-	return nil
-}
-
-// writeAtomic writes one file: a fsynced temporary file renamed into
-// place, then its directory fsynced.
+// writeAtomic writes one file outside any repository (metrics, calendars):
+// a fsynced temporary file renamed into place, then its directory fsynced.
 func writeAtomic(dst string, data []byte) error {
-	tmp, err := writeTemp(dst, data)
+	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
 	if err != nil {
-		return err
+		return &IOError{Op: "write", Path: dst, Err: err}
 	}
-	if err := os.Rename(tmp, dst); err != nil {
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
 		os.Remove(tmp)
 		return &IOError{Op: "write", Path: dst, Err: err}
 	}
-	return syncDir(filepath.Dir(dst))
-}
-
-// writeTemp writes data to a new temporary file beside dst (".NAME.tmp-*",
-// mode 0644), fsyncs and closes it, and returns its name. The directory
-// is created (durably) if needed.
-func writeTemp(dst string, data []byte) (string, error) {
-	dir := filepath.Dir(dst)
-	if err := mkdirAll(dir); err != nil {
-		return "", err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(dst)+".tmp-*")
+	d, err := os.Open(filepath.Dir(dst))
 	if err != nil {
-		return "", &IOError{Op: "write", Path: dst, Err: err}
-	}
-	fail := func(err error) (string, error) {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return "", &IOError{Op: "write", Path: dst, Err: err}
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return fail(err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return "", &IOError{Op: "write", Path: dst, Err: err}
-	}
-	return tmp.Name(), nil
-}
-
-// mkdirAll creates dir and its parents, fsyncing each parent whose entries
-// changed, so a new directory survives a crash.
-func mkdirAll(dir string) error {
-	if fi, err := os.Stat(dir); err == nil {
-		if !fi.IsDir() {
-			return &IOError{Op: "create directory", Path: dir, Err: errors.New("a file is in the way")}
-		}
-		return nil
-	}
-	if err := mkdirAll(filepath.Dir(dir)); err != nil {
-		return err
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil && !os.IsExist(err) {
-		return &IOError{Op: "create directory", Path: dir, Err: err}
-	}
-	return syncDir(filepath.Dir(dir))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return &IOError{Op: "sync", Path: dir, Err: err}
+		return &IOError{Op: "sync", Path: filepath.Dir(dst), Err: err}
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return &IOError{Op: "sync", Path: dir, Err: err}
+		return &IOError{Op: "sync", Path: filepath.Dir(dst), Err: err}
 	}
 	return nil
 }

@@ -10,7 +10,11 @@ import (
 	"time"
 )
 
-func TestWriteFilesOrderAndImmutability(t *testing.T) {
+// commit writes a change through the journal: every file in place, the
+// journal gone, an immutable file never rewritten with other bytes (the
+// whole change refused before anything is written), and no path outside
+// the files rootkeeper writes.
+func TestCommitWritesAndRefusesImmutable(t *testing.T) {
 	dir := t.TempDir()
 	files := []File{
 		{Path: "metadata/timestamp.json", Data: []byte("ts")},
@@ -18,8 +22,9 @@ func TestWriteFilesOrderAndImmutability(t *testing.T) {
 		{Path: "targets/abc.app.tgz", Data: []byte("app"), Immutable: true},
 		{Path: "rootkeeper.yaml", Data: []byte("pol")},
 	}
-	if err := WriteFiles(dir, files); err != nil {
-		t.Fatal(err)
+	done, err := commitFiles(dir, &changeset{op: "test", files: files})
+	if err != nil || len(done.warnings) > 0 || len(done.written) != 4 {
+		t.Fatal(done, err)
 	}
 	for _, f := range files {
 		got, err := os.ReadFile(filepath.Join(dir, f.Path))
@@ -27,37 +32,59 @@ func TestWriteFilesOrderAndImmutability(t *testing.T) {
 			t.Errorf("%s = %q, %v", f.Path, got, err)
 		}
 	}
-	// Rewriting an immutable file with other bytes is refused before
-	// anything at all is written.
-	err := WriteFiles(dir, []File{
+	if pendingJournal(dir) {
+		t.Error("the journal was left behind")
+	}
+	err = commitFiles2(dir, []File{
 		{Path: "metadata/timestamp.json", Data: []byte("ts2")},
 		{Path: "metadata/2.snapshot.json", Data: []byte("other"), Immutable: true},
 	})
-	if err == nil || !strings.Contains(err.Error(), "immutable") {
+	var ie *ImmutableError
+	if !errors.As(err, &ie) || !strings.Contains(ie.Hint(), "rootkeeper repair --repo") {
 		t.Fatalf("err = %v", err)
 	}
 	if got, _ := os.ReadFile(filepath.Join(dir, "metadata/timestamp.json")); string(got) != "ts" {
 		t.Errorf("timestamp.json changed to %q", got)
 	}
-	// No temporary files are left behind.
 	filepath.Walk(dir, func(p string, _ os.FileInfo, _ error) error {
-		if strings.Contains(p, ".tmp-") {
+		if strings.Contains(p, ".tmp-") || strings.Contains(p, JournalFile) {
 			t.Errorf("left behind: %s", p)
 		}
 		return nil
 	})
-	for _, bad := range []string{"../x", "/etc/passwd", "metadata/../../x", ""} {
-		if err := WriteFiles(dir, []File{{Path: bad, Data: []byte("x")}}); err == nil {
+	for _, bad := range []string{"../x", "/etc/passwd", "metadata/../../x", "", ".ssh/authorized_keys", "metadata", "rootkeeper.yaml/x", "metadata/.a.json.tmp-1", LockFile} {
+		if err := commitFiles2(dir, []File{{Path: bad, Data: []byte("x")}}); err == nil {
 			t.Errorf("path %q accepted", bad)
 		}
 	}
 }
 
+func commitFiles2(dir string, files []File) error {
+	_, err := commitFiles(dir, &changeset{op: "test", files: files})
+	return err
+}
+
 func TestRankPutsTimestampLast(t *testing.T) {
-	if !(rank(File{Path: "metadata/3.root.json", Immutable: true}) < rank(File{Path: "metadata/targets.json"}) &&
-		rank(File{Path: "metadata/zeta.json"}) < rank(File{Path: "metadata/snapshot.json"}) &&
-		rank(File{Path: "metadata/snapshot.json"}) < rank(File{Path: "metadata/timestamp.json"})) {
-		t.Fatal("write order: immutable files, then mutable metadata, then snapshot.json, then timestamp.json")
+	order := []File{
+		{Path: "metadata/3.snapshot.json", Immutable: true},
+		{Path: "keys/x.json"},
+		{Path: "metadata/zeta.json"},
+		{Path: "metadata/snapshot.json"},
+		{Path: TranscriptFile},
+		{Path: "metadata/3.root.json", Immutable: true},
+		{Path: "metadata/timestamp.json"},
+	}
+	for i := 1; i < len(order); i++ {
+		if rank(order[i-1]) > rank(order[i]) || (rank(order[i-1]) == rank(order[i]) && i != 6) {
+			t.Errorf("%s is not written before %s", order[i-1].Path, order[i].Path)
+		}
+	}
+	if visible(rank(order[4])) || !visible(rank(order[5])) || !visible(rank(order[6])) {
+		t.Error("the publish point is the first new root or timestamp.json, after the transcript")
+	}
+	reversed := []File{order[6], order[5], order[1]}
+	if got := writeOrder(reversed); got[0].Path != "keys/x.json" || got[1].Path != "metadata/3.root.json" || got[2].Path != "metadata/timestamp.json" {
+		t.Errorf("write order %v", got)
 	}
 }
 
@@ -88,7 +115,7 @@ func TestTranscriptChain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := WriteFiles(dir, []File{f}); err != nil {
+		if err := commitFiles2(dir, []File{f}); err != nil {
 			t.Fatal(err)
 		}
 		data = f.Data
@@ -118,23 +145,27 @@ func TestTranscriptChain(t *testing.T) {
 
 func timeAt(i int) time.Time { return time.Date(2026, 11, 25, i, 0, 0, 0, time.UTC) }
 
-// clearJournal removes the temporary files an interrupted write left
-// beside the files of the change, and nothing else.
-func TestClearJournalRemovesStaleTemps(t *testing.T) {
+// recoverRepo removes the temporary files of interrupted writes anywhere
+// in the repository, and nothing else.
+func TestRecoverRemovesTemps(t *testing.T) {
 	dir := t.TempDir()
-	files := []File{{Path: "metadata/1.bins-0a.json"}, {Path: "metadata/a.tmp-b.json"}, {Path: TranscriptFile}}
-	stale := []string{"metadata/.1.bins-0a.json.tmp-123", "metadata/.a.tmp-b.json.tmp-9", "metadata/.a.tmp-b.json.tmp-", "." + TranscriptFile + ".tmp-77"}
-	keep := []string{"metadata/.1.bins-0b.json.tmp-1", "metadata/1.bins-0a.json.tmp-1", "metadata/.1.bins-0a.json", "metadata/.a.tmp-1", "other/.1.bins-0a.json.tmp-5"}
-	for _, p := range append(append([]string{JournalFile}, stale...), keep...) {
+	stale := []string{"metadata/.1.bins-0a.json.tmp-123", "metadata/.a.tmp-b.json.tmp-9", "." + TranscriptFile + ".tmp-77",
+		"." + JournalFile + ".tmp-5", "targets/deep/er/.x.tgz.tmp-1", "keys/.k.json.tmp-2", ".rootkeeper-write-test-42"}
+	keep := []string{"metadata/1.bins-0a.json.tmp-1", "metadata/.1.bins-0a.json", "metadata/.a.tmp", "other/.x.json.tmp-5", "targets/.tmp-3"}
+	for _, p := range append(append([]string{}, stale...), keep...) {
 		os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755)
 		if err := os.WriteFile(filepath.Join(dir, p), []byte("x"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := clearJournal(dir, files); err != nil {
+	rec, err := recoverRepo(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range append([]string{JournalFile}, stale...) {
+	if len(rec.temps) != len(stale) || !strings.Contains(rec.notes()[0], "removed 7 temporary files left by an interrupted run") {
+		t.Errorf("removed %v, notes %q", rec.temps, rec.notes())
+	}
+	for _, p := range stale {
 		if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
 			t.Errorf("%s left", p)
 		}
@@ -146,21 +177,29 @@ func TestClearJournalRemovesStaleTemps(t *testing.T) {
 	}
 }
 
-// WriteFiles writes a group (here the immutable files) all or nothing as
-// far as it can: when one file of the group cannot be written, no file of
-// the group is renamed into place, no later group is started, and no
+// apply writes a group (here the immutable files) all or nothing as far
+// as it can: when one file of the group cannot be written, no file of the
+// group is renamed into place, no later group is started, and no
 // temporary file is left.
-func TestWriteFilesGroupFailure(t *testing.T) {
+func TestApplyGroupFailure(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "blocker"), []byte("a file where a directory should be"), 0o644); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "targets"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "targets/blocker"), []byte("a file where a directory should be"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var files []File
 	for i := range 50 {
 		files = append(files, File{Path: fmt.Sprintf("metadata/1.bins-%02x.json", i), Data: []byte("bin"), Immutable: true})
 	}
-	files = append(files, File{Path: "blocker/1.x.json", Data: []byte("x"), Immutable: true}, File{Path: "metadata/timestamp.json", Data: []byte("ts")})
-	if err := WriteFiles(dir, files); err == nil {
+	files = append(files, File{Path: "targets/blocker/1.x.json", Data: []byte("x"), Immutable: true}, File{Path: "metadata/timestamp.json", Data: []byte("ts")})
+	tr, err := openTree(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.close()
+	if err := tr.apply(files); err == nil {
 		t.Fatal("no error")
 	}
 	entries, _ := os.ReadDir(filepath.Join(dir, "metadata"))
@@ -169,7 +208,7 @@ func TestWriteFilesGroupFailure(t *testing.T) {
 	}
 	// Then the same change without the obstacle: every file in place.
 	files[50].Path = "targets/1.x.json"
-	if err := WriteFiles(dir, files); err != nil {
+	if err := tr.apply(files); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range files {

@@ -5,6 +5,7 @@
 #   pkg-config, gcc                          cgo
 #   nodejs, npm + softhsm-test/clients/tufjs the tuf-js client (npm ci from the committed lock)
 #   jq, openssl                              the Notary migration runbook's certificate check
+#   strace                                   the slow disk of the kill -9 campaign (fsyncs delayed)
 # As root it runs apt-get; otherwise it prints the exact command and fails.
 set -eu
 cd "$(dirname "$0")/.."
@@ -24,6 +25,7 @@ have node || pkgs="$pkgs nodejs"
 have npm || pkgs="$pkgs npm"
 have jq || pkgs="$pkgs jq"
 have openssl || pkgs="$pkgs openssl"
+have strace || pkgs="$pkgs strace"
 pkgs=$(echo $pkgs | tr ' ' '\n' | sort -u | xargs)
 
 if [ -n "$pkgs" ]; then

@@ -164,7 +164,7 @@ variable, or a prompt on the terminal — never from the command line.`,
 	root.AddCommand(a.yubikeyCommand())
 	root.AddCommand(a.rotateCommand(), a.delegateCommand(), a.revokeCommand()) // rotate.go, delegate.go, revoke.go
 	root.AddCommand(a.keyCommand(), a.initCommand(), a.targetsCommand(), a.publishCommand(), a.statusCommand(), a.verifyCommand(),
-		a.resignCommand(), a.calendarCommand())
+		a.resignCommand(), a.calendarCommand(), a.repairCommand()) // repair.go
 	root.AddCommand(a.checkImageCommand(), a.importCommand()) // images.go, notary.go
 	return root
 }

@@ -272,6 +272,11 @@ func treeHash(ts *testscript.TestScript, dir string) string {
 			lines = append(lines, "d "+rel)
 			return nil
 		}
+		if d.Type()&fs.ModeSymlink != 0 { // a link is part of the tree, not what it points at
+			target, err := os.Readlink(p)
+			lines = append(lines, "l "+rel+" "+target)
+			return err
+		}
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return err

@@ -48,6 +48,19 @@ func (t *tui) Progress(msg string) {
 	}
 }
 
+// Warn shows a warning, even with --quiet: what recovery did before a
+// change, or a failure after a change became visible (it is done; the
+// next command completes it).
+func (t *tui) Warn(msg string) {
+	for i, l := range strings.Split(msg, "\n") {
+		if i == 0 {
+			fmt.Fprintf(t.stderr, "rootkeeper: warning: %s\n", l)
+		} else {
+			fmt.Fprintf(t.stderr, "rootkeeper:   %s\n", l)
+		}
+	}
+}
+
 // Show prints a ceremony summary, even with --quiet: it is the record of
 // what was signed.
 func (t *tui) Show(summary string) {
