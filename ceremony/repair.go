@@ -381,7 +381,7 @@ func quoteFields(msg string) string {
 	return unknownFieldMsg.ReplaceAllStringFunc(msg, func(m string) string {
 		name := unknownFieldMsg.FindStringSubmatch(m)[1]
 		if fieldName.MatchString(name) {
-			return "unknown field " + name
+			return fmt.Sprintf("unknown field %q", name)
 		}
 		return "a line that is not a field of the file (not shown)"
 	})
