@@ -71,7 +71,7 @@ func (s *Session) InitWith(ctx context.Context, plan *Plan, dir string, initial 
 		return nil, &IOError{Op: "read", Path: dir, Err: err}
 	}
 	for _, e := range entries {
-		if e.Name() != LockFile {
+		if e.Name() != LockFile && !leftoverTargetsDir(dir, e) {
 			return nil, &RepoError{Dir: dir, Detail: fmt.Sprintf("is not empty (it has %s)", e.Name()),
 				HintText: "init writes only into a new or empty directory; choose another --repo"}
 		}
@@ -234,7 +234,7 @@ func (s *Session) InitWith(ctx context.Context, plan *Plan, dir string, initial 
 	}
 	details := map[string]any{"plan_repository": plan.Repository, "root_threshold": plan.Roles.Root.Threshold, "root_keys": keyIDsOf(root.Signed.Roles[RoleRoot].KeyIDs), "require": require}
 	initial.addDetails(details)
-	if err := os.Mkdir(filepath.Join(dir, roles.TargetsDir), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, roles.TargetsDir), 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, &IOError{Op: "create", Path: filepath.Join(dir, roles.TargetsDir), Err: err}
 	}
 	madeTargets = true
@@ -352,4 +352,16 @@ func requireOf(p *Plan) string {
 		return RequireHardwareBorn
 	}
 	return p.Require
+}
+
+// leftoverTargetsDir reports whether e is the empty targets/ directory an
+// init that was interrupted before its journal was committed left behind:
+// the next init may use it (it holds nothing), so that a crashed init can
+// be run again.
+func leftoverTargetsDir(dir string, e fs.DirEntry) bool {
+	if e.Name() != roles.TargetsDir || e.Type() != fs.ModeDir {
+		return false
+	}
+	sub, err := os.ReadDir(filepath.Join(dir, e.Name()))
+	return err == nil && len(sub) == 0
 }

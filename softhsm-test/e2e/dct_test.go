@@ -131,8 +131,8 @@ func TestImageTagsAcceptedByClients(t *testing.T) {
 	if _, err := s.AddTargets(ctx, dir, "images", inputs); err != nil {
 		t.Fatalf("targets add: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "targets")); !os.IsNotExist(err) {
-		t.Errorf("targets/ exists for image tags: %v", err)
+	if files, err := os.ReadDir(filepath.Join(dir, "targets")); err != nil || len(files) != 0 {
+		t.Errorf("targets/ must stay empty for image tags (no file is copied): %d entries, %v", len(files), err)
 	}
 	clients.CheckTargetInfos(t, dir, readFile(t, filepath.Join(dir, "metadata/1.root.json")),
 		map[string]clients.TargetInfo{"library/app:v1.2": info(app), "library/db:7": info(db)})
