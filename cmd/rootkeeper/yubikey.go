@@ -19,12 +19,12 @@ import (
 )
 
 func (a *app) yubikeyCommand() *cobra.Command {
-	cmd := &cobra.Command{
+	cmd := groupCommand(&cobra.Command{
 		Use:   "yubikey",
 		Short: "List YubiKeys and set up new ones",
 		Long: `List the YubiKeys connected, and move a new YubiKey off its factory PIN, PUK and
 management key before it holds a root key. See docs/runbook-yubikey.md.`,
-	}
+	})
 	cmd.AddCommand(a.yubikeyListCommand(), a.yubikeySetupCommand(), a.yubikeyUnblockCommand())
 	return cmd
 }

@@ -245,7 +245,7 @@ func (b *Backend) Signer(ctx context.Context, uri *hsm.URI) (hsm.Signer, error) 
 	}
 	s := &Signer{
 		drv: t.mod.drv, tok: t, opts: b.opts, uri: uri.Clone(),
-		session: sh, key: kp.priv, keyType: kp.keyType, alwaysAuthn: kp.alwaysAuthn, info: kp.info,
+		session: sh, key: kp.priv, keyType: kp.keyType, alwaysAuthn: kp.alwaysAuthn, info: kp.info, ctx: ctx,
 	}
 	t.signers = append(t.signers, s)
 	t.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"os"
@@ -733,5 +734,34 @@ func TestAlwaysAuthenticate(t *testing.T) {
 	signVerify(t, k, []byte("b"))
 	if s.count() != 3 {
 		t.Errorf("%d logins, want 1 user and 2 context-specific", s.count())
+	}
+}
+
+// TestAlwaysAuthenticateCancelled: the PIN asked before each signature of
+// a CKA_ALWAYS_AUTHENTICATE key stops when the officer presses Ctrl-C (the
+// context the key was opened with is cancelled): nothing is sent.
+func TestAlwaysAuthenticateCancelled(t *testing.T) {
+	env := softhsm.NewTokens(t, "root-a")
+	if out, err := env.Tool(t, append(env.Login("root-a"), "--keypairgen", "--key-type", "EC:prime256v1", "--label", "aa", "--id", "aa", "--always-auth")...); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	s := spyOn(t, env.ModulePath)
+	b := open(t, hsm.Options{})
+	ctx, cancel := context.WithCancel(bg)
+	k, err := b.Signer(ctx, parse(t, env.URI("root-a", "aa")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.(*Signer).alwaysAuthn {
+		t.Skip("SoftHSM did not keep CKA_ALWAYS_AUTHENTICATE")
+	}
+	before := s.count()
+	cancel()
+	h := sha256.Sum256([]byte("a"))
+	if _, err := k.Sign(nil, h[:], crypto.SHA256); err == nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Sign after Ctrl-C: %v, want the cancellation", err)
+	}
+	if s.count() != before {
+		t.Errorf("%d logins after Ctrl-C, want none", s.count()-before)
 	}
 }

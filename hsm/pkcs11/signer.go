@@ -42,6 +42,10 @@ type Signer struct {
 	key         pkcs11.ObjectHandle
 	keyType     uint
 	alwaysAuthn bool // CKA_ALWAYS_AUTHENTICATE: each signature needs the PIN
+	// ctx is the context the key was opened with. crypto.Signer's Sign
+	// takes none, and the PIN prompt before each signature of an
+	// alwaysAuthn key must still stop when the officer presses Ctrl-C.
+	ctx context.Context
 
 	mu      sync.Mutex // serializes the session
 	session pkcs11.SessionHandle
@@ -141,7 +145,7 @@ func (s *Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 		return nil, s.fail(hsm.ErrDevice, "C_SignInit failed", err, s.deviceHint(err))
 	}
 	if s.alwaysAuthn {
-		if err := s.tok.sendPIN(context.Background(), s.opts, s.uri, s.session, pkcs11.CKU_CONTEXT_SPECIFIC, "user PIN for this signature"); err != nil {
+		if err := s.tok.sendPIN(s.ctx, s.opts, s.uri, s.session, pkcs11.CKU_CONTEXT_SPECIFIC, "user PIN for this signature"); err != nil {
 			s.reopen()
 			return nil, err
 		}
