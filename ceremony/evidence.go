@@ -31,8 +31,8 @@ type EvidenceVerifier interface {
 
 // EvidenceCheck is the outcome for one key record.
 type EvidenceCheck struct {
-	KeyID    string `json:"keyid"`
-	URI      string `json:"uri"`
+	KeyID    string        `json:"keyid"`
+	URI      string        `json:"uri"`
 	Evidence *hsm.Evidence `json:"evidence,omitempty"`
 	// Result is "ok", "not re-checked: …" or the problem found.
 	Result string `json:"result"`
