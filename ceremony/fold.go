@@ -257,19 +257,24 @@ func (f *BinFold) summarize(ms []BinMember) {
 	}
 }
 
-// FoldedText is a message about one role, or the same message about many
+// FoldedText is a message about one role, or messages alike about many
 // bins of one set.
 type FoldedText[T any] struct {
-	Item T        // the first item of the group
-	Text string   // with the bin's name replaced by its set's ("bins-*") when Bins has more than one
-	Bins []string // the bins the message is about (nil for a role that is no bin)
+	Item T      // the first item of the group
+	Text string // the first item's message; when Same, with its bin's name replaced by the set's ("bins-*")
+	// Bins are the bins the messages are about (nil for a role that is no
+	// bin); Same says every message said the same of its bin.
+	Bins []string
+	Same bool
+	Set  string // the set's name, "bins-*"
 }
 
-// FoldMessages folds messages that differ only in the bin they name:
-// "bins-000: expired …" said of 1,024 bins is one message about
-// "bins-*", with the bins listed. role names the role an item is about,
-// text the message.
-func FoldMessages[T any](items []T, idx BinIndex, role func(T) string, text func(T) string) []FoldedText[T] {
+// FoldMessages folds messages about the bins of one set that are alike:
+// of the same kind (kind, e.g. a problem's rule; nil: the same text but
+// for the bin's name). "bins-000: expired …" said of 1,024 bins is one
+// message, with the bins listed. role names the role an item is about,
+// text its message.
+func FoldMessages[T any](items []T, idx BinIndex, role, text, kind func(T) string) []FoldedText[T] {
 	var out []FoldedText[T]
 	group := map[string]int{}
 	for _, it := range items {
@@ -280,14 +285,25 @@ func FoldMessages[T any](items []T, idx BinIndex, role func(T) string, text func
 			continue
 		}
 		folded := strings.ReplaceAll(t, r, SetName(p))
-		k := p + "\x00" + folded
-		if i, seen := group[k]; seen {
-			out[i].Bins = append(out[i].Bins, r)
-			out[i].Text = folded
+		k := folded
+		if kind != nil {
+			k = kind(it)
+		}
+		k = p + "\x00" + k
+		i, seen := group[k]
+		if !seen {
+			group[k] = len(out)
+			out = append(out, FoldedText[T]{Item: it, Text: t, Bins: []string{r}, Same: true, Set: SetName(p)})
 			continue
 		}
-		group[k] = len(out)
-		out = append(out, FoldedText[T]{Item: it, Text: t, Bins: []string{r}})
+		g := &out[i]
+		if g.Same && len(g.Bins) == 1 {
+			g.Text = strings.ReplaceAll(g.Text, g.Bins[0], SetName(p))
+		}
+		if g.Same && folded != g.Text {
+			g.Same, g.Text = false, text(g.Item)
+		}
+		g.Bins = append(g.Bins, r)
 	}
 	return out
 }

@@ -88,15 +88,22 @@ func differLine(f *ceremony.BinFold) string {
 }
 
 // binsNote lists the bins a folded message is about: " (1024 bins:
-// bins-000, bins-001, bins-002 … bins-3ff)".
-func binsNote(bins []string) string {
+// bins-000, bins-001, bins-002 … bins-3ff)", or when the messages differ
+// (another time each) " (and 1023 more bins of bins-* alike: bins-001, …)".
+func binsNote[T any](m ceremony.FoldedText[T]) string {
+	bins := m.Bins
 	if len(bins) < 2 {
 		return ""
 	}
-	if len(bins) <= 4 {
-		return fmt.Sprintf(" (%d bins: %s)", len(bins), strings.Join(bins, ", "))
+	head := fmt.Sprintf(" (%d bins: ", len(bins))
+	if !m.Same {
+		bins = bins[1:]
+		head = fmt.Sprintf(" (and %d more %s of %s alike: ", len(bins), plural(len(bins), "bin", "bins"), m.Set)
 	}
-	return fmt.Sprintf(" (%d bins: %s … %s)", len(bins), strings.Join(bins[:3], ", "), bins[len(bins)-1])
+	if len(bins) <= 4 {
+		return head + strings.Join(bins, ", ") + ")"
+	}
+	return head + strings.Join(bins[:3], ", ") + " … " + bins[len(bins)-1] + ")"
 }
 
 // foldNames folds the bins among role names: "targets", "bins-* (1024

@@ -292,8 +292,8 @@ func (a *app) printStatus(st *ceremony.StatusReport, bins bool) {
 	}
 	tw.Flush()
 	a.printDelegations(st.Delegations)
-	for _, p := range ceremony.FoldMessages(st.Problems, ceremony.BinsOfStatus(st), problemRole, problemLine) {
-		fmt.Fprintf(a.stdout, "problem: %s%s\n", p.Text, binsNote(p.Bins))
+	for _, p := range ceremony.FoldMessages(st.Problems, ceremony.BinsOfStatus(st), problemRole, problemLine, problemRule) {
+		fmt.Fprintf(a.stdout, "problem: %s%s\n", p.Text, binsNote(p))
 		if p.Item.Hint != "" {
 			fmt.Fprintf(a.stdout, "  hint: %s\n", p.Item.Hint)
 		}
@@ -302,6 +302,7 @@ func (a *app) printStatus(st *ceremony.StatusReport, bins bool) {
 
 func problemRole(p roles.Problem) string { return p.Role }
 func problemLine(p roles.Problem) string { return problemText(p.Role, p.Detail) }
+func problemRule(p roles.Problem) string { return p.Rule }
 
 func (a *app) verifyCommand() *cobra.Command {
 	var dir, at, trusted string
@@ -349,8 +350,8 @@ Exit status: 0 a client would accept it, 4 a client would refuse it,
 				a.printVerify(rep, bins)
 			}
 			if !rep.OK {
-				for _, p := range ceremony.FoldMessages(rep.Problems, ceremony.BinsOfReport(rep), problemRole, problemLine) {
-					a.ui.printf("error: %s%s", p.Text, binsNote(p.Bins))
+				for _, p := range ceremony.FoldMessages(rep.Problems, ceremony.BinsOfReport(rep), problemRole, problemLine, problemRule) {
+					a.ui.printf("error: %s%s", p.Text, binsNote(p))
 					if p.Item.Hint != "" {
 						a.ui.printf("hint: %s", p.Item.Hint)
 					}

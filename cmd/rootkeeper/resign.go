@@ -219,11 +219,11 @@ func (a *app) printResign(r *ceremony.ResignResult, bins bool) {
 	for _, l := range differ {
 		fmt.Fprintln(w, l)
 	}
-	for _, n := range ceremony.FoldMessages(r.Notes, idx, noteRole, func(n string) string { return n }) {
-		fmt.Fprintf(w, "note: %s%s\n", n.Text, binsNote(n.Bins))
+	for _, n := range ceremony.FoldMessages(r.Notes, idx, noteRole, func(n string) string { return n }, nil) {
+		fmt.Fprintf(w, "note: %s%s\n", n.Text, binsNote(n))
 	}
-	for _, wt := range ceremony.FoldMessages(r.Waiting, idx, func(w ceremony.Wait) string { return w.Role }, func(w ceremony.Wait) string { return w.Detail }) {
-		fmt.Fprintf(w, "waiting: %s%s\n", wt.Text, binsNote(wt.Bins))
+	for _, wt := range ceremony.FoldMessages(r.Waiting, idx, func(w ceremony.Wait) string { return w.Role }, func(w ceremony.Wait) string { return w.Detail }, nil) {
+		fmt.Fprintf(w, "waiting: %s%s\n", wt.Text, binsNote(wt))
 		for _, m := range wt.Item.Missing {
 			fmt.Fprintf(w, "  %s: %s\n", m.Key, m.Reason)
 			if m.Hint != "" {
@@ -401,11 +401,11 @@ func (a *app) printBatch(rep *ceremony.BatchReport) {
 		if r.Outcome == ceremony.OutcomeNotStarted {
 			detail = "not reached: the run stopped"
 		}
-		for _, wt := range ceremony.FoldMessages(r.Waiting, ceremony.BinsOfResign(r), func(w ceremony.Wait) string { return w.Role }, func(w ceremony.Wait) string { return w.Detail }) {
+		for _, wt := range ceremony.FoldMessages(r.Waiting, ceremony.BinsOfResign(r), func(w ceremony.Wait) string { return w.Role }, func(w ceremony.Wait) string { return w.Detail }, nil) {
 			if detail != "" {
 				detail += "; "
 			}
-			detail += wt.Text + binsNote(wt.Bins)
+			detail += wt.Text + binsNote(wt)
 			for _, m := range wt.Item.Missing {
 				detail += " [" + m.Key + ": " + m.Reason + "]"
 			}
