@@ -41,6 +41,7 @@ type CalendarEntry struct {
 
 	identity   string // the repository's (event UIDs)
 	maxVersion int64  // the highest version of the role or its bins (SEQUENCE)
+	valid      int    // valid signatures (folding)
 }
 
 // BinDay is how many bins of a set enter their re-signing window on a day.
@@ -84,7 +85,7 @@ func repoCalendar(dir string, st *StatusReport, unfold bool) []CalendarEntry {
 		}
 		e := CalendarEntry{Repository: dir, Role: r.Role, Version: r.Version, Expires: r.Expires.UTC(),
 			Due: r.Expires.Add(-r.Window.D()).UTC(), Window: r.Window, Threshold: r.Threshold, State: r.Health,
-			identity: id, maxVersion: r.Version}
+			identity: id, maxVersion: r.Version, valid: r.ValidSignatures}
 		if pol != nil {
 			for _, k := range pol.Role(policyRole(pol, r.Role)).Keys {
 				e.Keys = append(e.Keys, objectOf(k))
@@ -101,7 +102,7 @@ func repoCalendar(dir string, st *StatusReport, unfold bool) []CalendarEntry {
 // calMember is an entry as folding compares it: bins differ when they
 // are due on another day.
 func calMember(e CalendarEntry) BinMember {
-	return BinMember{Role: e.Role, Version: e.Version, Expires: e.Expires, Health: e.State, Threshold: e.Threshold,
+	return BinMember{Role: e.Role, Version: e.Version, Expires: e.Expires, Health: e.State, Valid: e.valid, Threshold: e.Threshold,
 		Detail: "due " + e.Due.Format("2006-01-02")}
 }
 

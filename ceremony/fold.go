@@ -100,9 +100,13 @@ type BinMember struct {
 	Detail string `json:"detail,omitempty"`
 }
 
+// key is what bins that do not differ share: m without its name, also
+// where its detail names it ("bins-0: expired at …").
 func (m BinMember) key() BinMember {
-	m.Role = ""
-	m.Expires = m.Expires.Truncate(time.Second).UTC()
+	if m.Role != "" {
+		m.Detail = strings.ReplaceAll(m.Detail, m.Role, "\x00")
+	}
+	m.Role, m.Expires = "", m.Expires.Truncate(time.Second).UTC()
 	return m
 }
 
@@ -244,7 +248,7 @@ func (f *BinFold) summarize(ms []BinMember) {
 		}
 	}
 	f.Typical = mode
-	f.Typical.Role = f.Name
+	f.Typical.Role, f.Typical.Detail = f.Name, strings.ReplaceAll(mode.Detail, "\x00", f.Name)
 	for _, m := range ms {
 		if m.key() != mode {
 			f.Differ = append(f.Differ, m)

@@ -343,6 +343,9 @@ Exit status: 0 a client would accept it, 4 a client would refuse it,
 				rep.Problems, rep.OK = append(rep.Problems, probs...), false
 			}
 			if asJSON {
+				if rep.Problems == nil {
+					rep.Problems = []roles.Problem{} // always a list
+				}
 				if err := a.printJSON(verifyJSON{rep, ceremony.FoldSets(rep.Roles, ceremony.BinsOfReport(rep), reportMember)}); err != nil {
 					return err
 				}
