@@ -7,6 +7,7 @@
 #   jq, openssl                              the Notary migration runbook's certificate check
 #   strace                                   the slow disk of the kill -9 campaign (fsyncs delayed)
 #   prometheus (promtool), python3-icalendar the metrics file and the calendar checked by their own tools
+#   bash-completion                          the completion script run by bash
 # As root it runs apt-get; otherwise it prints the exact command and fails.
 set -eu
 cd "$(dirname "$0")/.."
@@ -29,6 +30,7 @@ have openssl || pkgs="$pkgs openssl"
 have strace || pkgs="$pkgs strace"
 have promtool || pkgs="$pkgs prometheus"
 /usr/bin/python3 -c 'import icalendar' 2>/dev/null || pkgs="$pkgs python3-icalendar"
+lib /usr/share/bash-completion/bash_completion || pkgs="$pkgs bash-completion"
 pkgs=$(echo $pkgs | tr ' ' '\n' | sort -u | xargs)
 
 if [ -n "$pkgs" ]; then

@@ -18,7 +18,8 @@ import (
 // rewrites the golden files in the scripts.
 //
 // Condition [need:TOOL] is true when TOOL is installed (promtool;
-// icalendar: a python3 with python3-icalendar, which $PYTHON names); with
+// icalendar: a python3 with python3-icalendar, which $PYTHON names;
+// bash-completion); with
 // CI=true a missing tool is an error that fails the script
 // (softhsm-test/install-deps.sh installs them).
 
@@ -65,6 +66,10 @@ func withGoldenCmds(cmds map[string]func(ts *testscript.TestScript, neg bool, ar
 	return cmds
 }
 
+// bashCompletion is the bash-completion package's script, which cobra's
+// bash completion needs.
+const bashCompletion = "/usr/share/bash-completion/bash_completion"
+
 // icalendarPython returns a python3 that has the icalendar module, or "".
 func icalendarPython() string {
 	for _, py := range []string{"/usr/bin/python3", "python3"} {
@@ -81,6 +86,9 @@ func needTool(tool, python string) (bool, error) {
 	switch tool {
 	case "icalendar":
 		ok = python != ""
+	case "bash-completion":
+		_, err := os.Stat(bashCompletion)
+		ok = err == nil
 	default:
 		_, err := exec.LookPath(tool)
 		ok = err == nil
