@@ -167,6 +167,7 @@ variable, or a prompt on the terminal — never from the command line.`,
 	root.AddCommand(a.keyCommand(), a.initCommand(), a.targetsCommand(), a.publishCommand(), a.statusCommand(), a.verifyCommand(),
 		a.resignCommand(), a.calendarCommand(), a.repairCommand()) // repair.go
 	root.AddCommand(a.checkImageCommand(), a.importCommand()) // images.go, notary.go
+	root.AddCommand(a.manCommand())                           // man.go
 	registerCompletions(root)                                 // complete.go
 	return root
 }
