@@ -131,9 +131,6 @@ func TestJSONOutputs(t *testing.T) {
 		}
 		checkJSON(t, what, "", v, names)
 		outputs[args[0]] = true
-		if d := os.Getenv("ROOTKEEPER_JSON_DUMP"); d != "" { // to look at them
-			os.WriteFile(filepath.Join(d, fmt.Sprintf("%02d-%s.json", len(outputs), strings.Join(args[:2], "-"))), out.Bytes(), 0o644)
-		}
 	}
 	for _, o := range []string{"root:root", "online:targets", "online:snapshot", "online:timestamp", "online:releases", "online:bins"} {
 		token, object, _ := strings.Cut(o, ":")
