@@ -228,7 +228,11 @@ func eventDescription(g *CeremonyGroup) string {
 		}
 		fmt.Fprintf(&d, "- %s (%s v%d, expires %s)\n", e.Repository, e.Role, e.Version, e.Expires.Format("2006-01-02"))
 		for _, bd := range e.BinDays {
-			fmt.Fprintf(&d, "  %d bins due %s: %s", bd.Bins, bd.Day.Format("2006-01-02"), strings.Join(bd.First, ", "))
+			noun := "bins"
+			if bd.Bins == 1 {
+				noun = "bin"
+			}
+			fmt.Fprintf(&d, "  %d %s due %s: %s", bd.Bins, noun, bd.Day.Format("2006-01-02"), strings.Join(bd.First, ", "))
 			if bd.Bins > len(bd.First) {
 				d.WriteString(", …")
 			}

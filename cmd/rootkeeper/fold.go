@@ -47,7 +47,11 @@ func memberDiff(m, typical ceremony.BinMember) string {
 		parts = append(parts, fmt.Sprintf("v%d", m.Version))
 	}
 	if !m.Expires.Equal(typical.Expires) {
-		parts = append(parts, "expires "+m.Expires.UTC().Format("2006-01-02 15:04"))
+		layout := "2006-01-02 15:04"
+		if m.Expires.UTC().Format(layout) == typical.Expires.UTC().Format(layout) {
+			layout += ":05" // seconds apart: show them
+		}
+		parts = append(parts, "expires "+m.Expires.UTC().Format(layout))
 	}
 	if m.Health != typical.Health {
 		parts = append(parts, m.Health.String())
