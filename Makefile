@@ -1,20 +1,39 @@
 # rootkeeper — see README.md.
 #
-#   make demo   a complete ceremony on throwaway SoftHSM tokens, verified by TUF clients
-#   make test   every test on the real path (SoftHSM2, the virtual PIV card via pcscd, go-tuf, tuf-js)
+#   make demo     a complete ceremony on throwaway SoftHSM tokens, verified by TUF clients
+#   make test     every test on the real path (SoftHSM2, the virtual PIV card via pcscd, go-tuf, tuf-js)
+#   make man      a man page per command, made from the commands, into man/
+#   make install  the binary and the man pages under $(DESTDIR)$(PREFIX) (default /usr/local)
 
 GO        ?= go
 BIN       ?= bin/rootkeeper
 FUZZTIME  ?= 10s
 # Test packages run one binary at a time on CI's two cores; raise for a big machine.
 TESTFLAGS ?= -count=1 -timeout 20m
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+MANDIR    ?= man
+# The man pages' date: the last commit's, so that they are reproducible.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
+export SOURCE_DATE_EPOCH
 
-.PHONY: all build deps demo test test-go fuzz bench vet clean
+.PHONY: all build deps demo test test-go fuzz bench vet clean man install
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/rootkeeper
+
+# man writes rootkeeper.1 and rootkeeper-COMMAND.1 for every command
+# (cmd/rootkeeper/man.go), generated anew each time, never committed.
+man: build
+	rm -rf $(MANDIR)
+	$(BIN) __man $(MANDIR)
+
+install: build man
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/rootkeeper
+	install -m 0644 $(MANDIR)/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 
 # deps installs what the tests and the demo need: apt-get when root,
 # otherwise it prints the exact command.
@@ -44,4 +63,4 @@ bench: deps
 	sh softhsm-test/bench.sh
 
 clean:
-	rm -rf bin
+	rm -rf bin $(MANDIR)

@@ -256,15 +256,15 @@ func TestICalendar(t *testing.T) {
 	copyTree(t, f.dir, long)
 	dirs = append(dirs, long)
 	at := day(10)
-	entries := Calendar(StatusMany(context.Background(), dirs, at, 0))
+	entries := Calendar(StatusMany(context.Background(), dirs, at, 0), false)
 	if len(entries) != 6 || entries[0].Role != RoleTargets || !entries[0].Due.Equal(day(60)) || entries[5].Role != RoleRoot || !entries[5].Due.Equal(day(275)) {
 		t.Fatalf("entries: %+v", entries)
 	}
-	groups := GroupCeremonies(entries)
+	groups := GroupCeremonies(entries, "--repos-from LIST")
 	if len(groups) != 2 || len(groups[1].Entries) != 3 {
 		t.Fatalf("groups: %+v", groups)
 	}
-	ics := ICalendar(groups, at)
+	ics := ICalendar(groups, at, nil)
 	s := string(ics)
 	if !strings.HasSuffix(s, "END:VCALENDAR\r\n") || strings.Count(s, "\r\n") != strings.Count(s, "\n") {
 		t.Fatal("lines must end in CRLF")

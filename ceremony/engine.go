@@ -137,7 +137,7 @@ func (s *Session) checkEvidence(k *Key, role, require string) error {
 		if require == RequireHardwareBorn || require == "" {
 			return &EvidenceError{URI: objectOf(k.URI), Require: RequireHardwareBorn, Summary: why}
 		}
-		s.progress("warning: %s: %s (generate root keys with rootkeeper key generate)", objectOf(k.URI), why)
+		s.warn(fmt.Sprintf("%s: %s (generate root keys with rootkeeper key generate)", objectOf(k.URI), why)) // even with --quiet
 	}
 	switch require {
 	case RequireNone:

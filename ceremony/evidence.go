@@ -31,9 +31,9 @@ type EvidenceVerifier interface {
 
 // EvidenceCheck is the outcome for one key record.
 type EvidenceCheck struct {
-	KeyID    string `json:"keyid"`
-	URI      string `json:"uri"`
-	Evidence string `json:"evidence"`
+	KeyID    string        `json:"keyid"`
+	URI      string        `json:"uri"`
+	Evidence *hsm.Evidence `json:"evidence,omitempty"`
 	// Result is "ok", "not re-checked: …" or the problem found.
 	Result string `json:"result"`
 }
@@ -88,7 +88,7 @@ func CheckStoredEvidence(dir string, keys *hsm.Keyring) (*EvidenceReport, error)
 		if err == nil {
 			err = json.Unmarshal(data, &rec)
 		}
-		check.URI, check.Evidence = rec.URI, rec.Evidence.Summary()
+		check.URI, check.Evidence = rec.URI, rec.Evidence
 		switch {
 		case err != nil:
 			problem(fmt.Sprintf("%s cannot be read: %v", name, err), restore)

@@ -9,7 +9,7 @@ import (
 	"regexp"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/rootkeeper/rootkeeper/hsm"
 	"github.com/rootkeeper/rootkeeper/roles"

@@ -49,9 +49,11 @@ type RoleDue struct {
 	Role    string    `json:"role"`
 	Version int64     `json:"version"`
 	Expires time.Time `json:"expires"`
-	Left    string    `json:"time_left"`
-	Window  string    `json:"window"`
+	Left    Seconds   `json:"time_left_seconds"` // negative once expired
+	Window  Seconds   `json:"window_seconds"`
 	Reason  string    `json:"reason"` // "inside its window", "expired", "named", "follows targets", …
+	// Bins is the name prefix of the hashed bins the role is one of.
+	Bins string `json:"bins,omitempty"`
 	// Threshold and Keys say which signatures the role needs: Threshold of
 	// the key URIs in the policy.
 	Threshold int      `json:"threshold"`
@@ -267,6 +269,7 @@ func planResign(repo *roles.Repo, pol *Policy, at time.Time, opts ResignOptions)
 		}
 	}
 	var out []RoleDue
+	bins := binIndexOf(repo)
 	for _, r := range all {
 		version, expires, _ := roleMeta(repo, r)
 		rp := pol.Role(policyRole(pol, r))
@@ -275,7 +278,7 @@ func planResign(repo *roles.Repo, pol *Policy, at time.Time, opts ResignOptions)
 			window = opts.Within
 		}
 		left := expires.Sub(at)
-		d := RoleDue{Role: r, Version: version, Expires: expires.UTC(), Window: Duration(window).String(), Left: leftText(left)}
+		d := RoleDue{Role: r, Version: version, Expires: expires.UTC(), Window: Seconds(window), Left: Seconds(left), Bins: bins[r]}
 		switch {
 		case left <= 0:
 			d.Reason = "expired"
@@ -325,8 +328,8 @@ func withFollowers(repo *roles.Repo, pol *Policy, at time.Time, due []RoleDue) [
 			return
 		}
 		version, expires, _ := roleMeta(repo, role)
-		d := RoleDue{Role: role, Version: version, Expires: expires.UTC(), Left: leftText(expires.Sub(at)),
-			Window: pol.Role(role).Window.String(), Reason: reason}
+		d := RoleDue{Role: role, Version: version, Expires: expires.UTC(), Left: Seconds(expires.Sub(at)),
+			Window: Seconds(pol.Role(role).Window), Reason: reason}
 		d.Threshold, d.Keys = needFor(repo, pol, role)
 		due = append(due, d)
 		has[role] = true
@@ -394,11 +397,14 @@ func (s *Session) resignLocked(ctx context.Context, dir string, repo *roles.Repo
 		res.Outcome = OutcomeNothingDue
 		return nil
 	}
-	say := func(format string, a ...any) {
+	// Lines about the hashed bins, one per bin, are folded (fold.go).
+	prog := newBinProgress(func(msg string) {
 		if !st.quiet {
-			s.progress("%s: "+format, append([]any{dir}, a...)...)
+			s.progress("%s: %s", dir, msg)
 		}
-	}
+	}, BinsOfResign(res))
+	defer prog.flush()
+	say := func(format string, a ...any) { prog.line(fmt.Sprintf(format, a...)) }
 	dueSet := map[string]RoleDue{}
 	for _, d := range due {
 		dueSet[d.Role] = d

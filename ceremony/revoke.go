@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rootkeeper/rootkeeper/hsm"
 	"github.com/rootkeeper/rootkeeper/roles"
 )
 
@@ -609,7 +610,7 @@ type KeyUse struct {
 	Repository string        `json:"repository"`
 	KeyID      string        `json:"keyid"`
 	URI        string        `json:"uri,omitempty"`
-	Evidence   string        `json:"evidence,omitempty"`
+	Evidence   *hsm.Evidence `json:"evidence,omitempty"`
 	Roles      []roles.Trust `json:"roles"`
 }
 
@@ -659,7 +660,7 @@ func KeyRoles(dir, key string) (*KeyUse, error) {
 	}
 	use := &KeyUse{Repository: dir, KeyID: id, URI: uriFor(id, records), Roles: repo.Trusting(id)}
 	if rec, ok := records[id]; ok {
-		use.Evidence = rec.Evidence.Summary()
+		use.Evidence = rec.Evidence
 	}
 	if use.Roles == nil {
 		use.Roles = []roles.Trust{}

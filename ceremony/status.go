@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/rootkeeper/rootkeeper/hsm"
 	"github.com/rootkeeper/rootkeeper/roles"
 )
 
@@ -41,14 +42,15 @@ type RoleStatus struct {
 	Delegator       string    `json:"delegator,omitempty"`
 	Version         int64     `json:"version"`
 	Expires         time.Time `json:"expires"`
-	Left            string    `json:"time_left"`
-	Window          string    `json:"window"`
+	Left            Seconds   `json:"time_left_seconds"` // negative once expired
+	Window          Seconds   `json:"window_seconds"`    // its re-signing window
 	Threshold       int       `json:"threshold"`
 	ValidSignatures int       `json:"valid_signatures"`
 	KeyIDs          []string  `json:"keyids"`
 	Health          Health    `json:"state"`
 	Problem         string    `json:"problem,omitempty"`
-	Evidence        []string  `json:"evidence,omitempty"`
+	// Bins is the name prefix of the hashed bins the role is one of.
+	Bins string `json:"bins,omitempty"`
 }
 
 // StatusReport is a repository's state.
@@ -61,11 +63,19 @@ type StatusReport struct {
 	// Delegations lists every delegation, nested ones and hashed bins
 	// too (delegate.go).
 	Delegations []roles.DelegationInfo `json:"delegations,omitempty"`
+	// BinSets folds each set of hashed bins of Roles (which lists every
+	// bin): how many are due or invalid, the earliest expiry, the worst
+	// state, the bins that differ from the rest.
+	BinSets []*BinFold `json:"bin_sets,omitempty"`
+	// Evidence is the hardware evidence recorded for the keys the roles
+	// trust (keys/KEYID.json), by key id.
+	Evidence map[string]*hsm.Evidence `json:"evidence,omitempty"`
 }
 
 // Status reports every role's version, expiry, signatures and health at
 // time at, using the repository's policy for the re-signing windows.
 func Status(dir string, at time.Time) (*StatusReport, error) {
+	at = at.UTC().Truncate(time.Second) // the JSON's times and durations are in whole seconds
 	if fi, err := os.Stat(filepath.Join(dir, "metadata")); err != nil || !fi.IsDir() {
 		return nil, &RepoError{Dir: dir, Detail: "no metadata/ directory: not a TUF repository", HintText: "check --repo"}
 	}
@@ -85,7 +95,7 @@ func Status(dir string, at time.Time) (*StatusReport, error) {
 		return nil, err
 	}
 	evidence := loadEvidence(dir)
-	st := &StatusReport{Repository: dir, At: at.UTC(), Problems: report.Problems}
+	st := &StatusReport{Repository: dir, At: at.UTC(), Problems: report.Problems, Evidence: map[string]*hsm.Evidence{}}
 	var newestRoot int64 // superseded root versions neither expire nor fall due
 	for _, rr := range report.Roles {
 		if rr.Role == RoleRoot && rr.Version > newestRoot {
@@ -97,17 +107,14 @@ func Status(dir string, at time.Time) (*StatusReport, error) {
 			continue
 		}
 		rs := RoleStatus{Role: rr.Role, Delegator: rr.Delegator, Version: rr.Version, Expires: rr.Expires.UTC(),
-			Threshold: rr.Threshold, ValidSignatures: rr.ValidSignatures, KeyIDs: rr.KeyIDs, Problem: rr.Err}
+			Threshold: rr.Threshold, ValidSignatures: rr.ValidSignatures, KeyIDs: rr.KeyIDs, Problem: rr.Err, Bins: rr.Bins}
 		left := rr.Expires.Sub(at)
-		rs.Left = Human(left)
-		if left < 0 {
-			rs.Left = "expired " + Human(-left) + " ago"
-		}
+		rs.Left = Seconds(left)
 		window := pol.Role(policyRole(pol, rr.Role)).Window.D()
 		if window == 0 {
 			window = defaultWindows[rr.Role].D()
 		}
-		rs.Window = Duration(window).String()
+		rs.Window = Seconds(window)
 		switch {
 		case rr.Err != "" || left <= 0:
 			rs.Health = Invalid
@@ -116,7 +123,7 @@ func Status(dir string, at time.Time) (*StatusReport, error) {
 		}
 		for _, id := range rr.KeyIDs {
 			if ev, ok := evidence[id]; ok {
-				rs.Evidence = append(rs.Evidence, short(id)+": "+ev)
+				st.Evidence[id] = ev
 			}
 		}
 		if rs.Health > st.Health {
@@ -130,11 +137,24 @@ func Status(dir string, at time.Time) (*StatusReport, error) {
 	if repo, err := roles.LoadShared(fsys, cache); err == nil {
 		st.Delegations = repo.Delegations()
 	}
+	st.BinSets = FoldSets(st.Roles, BinsOfStatus(st), RoleStatus.Member)
 	return st, nil
 }
 
-func loadEvidence(dir string) map[string]string {
-	out := map[string]string{}
+// Member is the role as FoldBins compares it.
+func (r RoleStatus) Member() BinMember {
+	return BinMember{Role: r.Role, Version: r.Version, Expires: r.Expires, Health: r.Health,
+		Valid: r.ValidSignatures, Threshold: r.Threshold, Detail: r.Problem}
+}
+
+// FoldRoles folds the hashed bins of a status report's roles (one row per
+// set; status prints these).
+func (st *StatusReport) FoldRoles() []Folded[RoleStatus] {
+	return FoldBins(st.Roles, BinsOfStatus(st), RoleStatus.Member)
+}
+
+func loadEvidence(dir string) map[string]*hsm.Evidence {
+	out := map[string]*hsm.Evidence{}
 	files, _ := filepath.Glob(filepath.Join(dir, "keys", "*.json"))
 	for _, f := range files {
 		data, err := os.ReadFile(f)
@@ -142,8 +162,8 @@ func loadEvidence(dir string) map[string]string {
 			continue
 		}
 		var rec KeyRecord
-		if json.Unmarshal(data, &rec) == nil && rec.KeyID != "" {
-			out[rec.KeyID] = rec.Evidence.Summary()
+		if json.Unmarshal(data, &rec) == nil && rec.KeyID != "" && rec.Evidence != nil {
+			out[rec.KeyID] = rec.Evidence
 		}
 	}
 	return out

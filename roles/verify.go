@@ -84,7 +84,10 @@ type RoleReport struct {
 	KeyIDs          []string  `json:"keyids"`
 	ValidSignatures int       `json:"valid_signatures"`    // distinct keys of the role with a valid signature
 	Delegator       string    `json:"delegator,omitempty"` // "root v3", "targets", …
-	Err             string    `json:"error,omitempty"`     // the first problem of this role, if any
+	// Bins is the name prefix of the hashed bins (TAP 15 succinct roles)
+	// this role is one of, empty for any other role.
+	Bins string `json:"bins,omitempty"`
+	Err  string `json:"error,omitempty"` // the first problem of this role, if any
 }
 
 // Problem is one thing wrong with the repository.
@@ -337,6 +340,9 @@ func (v *verifier) checkDelegated() {
 		if del := v.delegation(d.name, d.delegator); del != nil {
 			keys, ids, threshold := del.keys()
 			rr.Threshold, rr.KeyIDs = threshold, slices.Clone(ids)
+			if del.role == nil {
+				rr.Bins = del.md.Signed.Delegations.SuccinctRoles.NamePrefix
+			}
 			rr.ValidSignatures = v.checkSigned(d.name, d.path, d.name, d.delegator, d.md, d.md.Signed, d.md.Signatures, keys, ids, threshold)
 			for _, p := range slices.Sorted(maps.Keys(d.md.Signed.Targets)) {
 				if !del.covers(d.name, p) {

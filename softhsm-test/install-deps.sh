@@ -6,6 +6,8 @@
 #   nodejs, npm + softhsm-test/clients/tufjs the tuf-js client (npm ci from the committed lock)
 #   jq, openssl                              the Notary migration runbook's certificate check
 #   strace                                   the slow disk of the kill -9 campaign (fsyncs delayed)
+#   prometheus (promtool), python3-icalendar the metrics file and the calendar checked by their own tools
+#   bash-completion                          the completion script run by bash
 # As root it runs apt-get; otherwise it prints the exact command and fails.
 set -eu
 cd "$(dirname "$0")/.."
@@ -26,6 +28,9 @@ have npm || pkgs="$pkgs npm"
 have jq || pkgs="$pkgs jq"
 have openssl || pkgs="$pkgs openssl"
 have strace || pkgs="$pkgs strace"
+have promtool || pkgs="$pkgs prometheus"
+/usr/bin/python3 -c 'import icalendar' 2>/dev/null || pkgs="$pkgs python3-icalendar"
+lib /usr/share/bash-completion/bash_completion || pkgs="$pkgs bash-completion"
 pkgs=$(echo $pkgs | tr ' ' '\n' | sort -u | xargs)
 
 if [ -n "$pkgs" ]; then
@@ -35,7 +40,7 @@ if [ -n "$pkgs" ]; then
 		echo "rootkeeper: hint: run as root: $cmd" >&2
 		exit 1
 	fi
-	echo "rootkeeper: installing$pkgs"
+	echo "rootkeeper: installing $pkgs"
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkgs >/dev/null
 fi

@@ -88,7 +88,7 @@ func Check(ctx context.Context, opts CheckOptions) (*Verdict, error) {
 		return nil, clientErr(err)
 	}
 	defer l.Close()
-	v := &Verdict{Reference: opts.Ref, Target: name, Registry: m, CheckedAt: time.Now().UTC()}
+	v := &Verdict{Reference: opts.Ref, Target: name, Registry: m, CheckedAt: time.Now().UTC().Truncate(time.Second)} // JSON: whole seconds
 	if !opts.TUF.At.IsZero() {
 		v.CheckedAt = opts.TUF.At.UTC()
 	}

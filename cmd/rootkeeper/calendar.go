@@ -1,7 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,18 +18,24 @@ import (
 func (a *app) calendarCommand() *cobra.Command {
 	var repos repoFlags
 	var at, ics string
-	var asJSON bool
+	var asJSON, bins bool
 	cmd := &cobra.Command{
-		Use:   "calendar (--repo DIR | --repos GLOB | --repos-from FILE) [--ics FILE] [--at TIME]",
+		Use:   "calendar (--repo DIR | --repos GLOB | --repos-from FILE) [--ics FILE] [--at TIME] [--bins]",
 		Short: "When the next offline ceremonies are due: a table, and an iCalendar file to import",
 		Long: `List when the offline roles (root, targets and delegated targets roles) of the
 repositories enter their re-signing windows: the days officers must sit a
-ceremony, soonest first, one line per role and day. Snapshot and timestamp are
-left out: the scheduled job re-signs them (rootkeeper resign).
+ceremony, soonest first, one line per role and day. Each set of hashed bins is
+one role, due when its first bin is (--bins lists every bin). Snapshot and
+timestamp are left out: the scheduled job re-signs them (rootkeeper resign).
 
 --ics FILE also writes the ceremonies as an iCalendar file (RFC 5545) to import
 into a calendar: one all-day event per role and day, with a reminder a week
-before, naming the repositories, the keys needed and the command to run.
+before, naming the repositories, the keys needed and the command to run (with
+--repo, --repos or --repos-from as given here). An event keeps its UID when its
+ceremony is re-planned and its SEQUENCE grows, so a calendar that imported the
+file updates the event; write the file again in place (the previous file is
+read for the SEQUENCE of each event, and events that no longer exist are
+written once more as cancelled).
 
 Exit status: 0, or 1 when a repository could not be read.`,
 		Args: exactArgs(0, "no arguments"),
@@ -39,12 +49,19 @@ Exit status: 0, or 1 when a repository could not be read.`,
 				return err
 			}
 			sts := ceremony.StatusMany(cmd.Context(), dirs, t, 0)
-			entries := ceremony.Calendar(sts)
-			groups := ceremony.GroupCeremonies(entries)
+			groups := ceremony.GroupCeremonies(ceremony.Calendar(sts, false), repos.selector())
 			if ics != "" {
-				if err := ceremony.WriteFileAtomic(ics, ceremony.ICalendar(groups, t)); err != nil {
+				prev, err := readPrevious(ics)
+				if err != nil {
 					return err
 				}
+				if err := ceremony.WriteFileAtomic(ics, ceremony.ICalendar(groups, t, prev)); err != nil {
+					return err
+				}
+			}
+			entries := ceremony.Calendar(sts, bins)
+			if bins {
+				groups = ceremony.GroupCeremonies(entries, repos.selector())
 			}
 			var failed []ceremony.RepoStatus
 			for _, s := range sts {
@@ -52,19 +69,8 @@ Exit status: 0, or 1 when a repository could not be read.`,
 					failed = append(failed, s)
 				}
 			}
-			if asJSON {
-				if entries == nil {
-					entries = []ceremony.CalendarEntry{}
-				}
-				if err := a.printJSON(struct {
-					At      time.Time                `json:"at"`
-					Entries []ceremony.CalendarEntry `json:"ceremonies"`
-					Errors  []ceremony.RepoStatus    `json:"errors,omitempty"`
-				}{t.UTC(), entries, failed}); err != nil {
-					return err
-				}
-			} else {
-				a.printCalendar(groups, t)
+			if err := a.printCalendar(asJSON, t, entries, groups, failed); err != nil {
+				return err
 			}
 			for _, s := range failed {
 				a.ui.printf("error: %s", s.Error)
@@ -82,10 +88,53 @@ Exit status: 0, or 1 when a repository could not be read.`,
 	cmd.Flags().StringVar(&ics, "ics", "", "also write an iCalendar file (RFC 5545) to FILE")
 	cmd.Flags().StringVar(&at, "at", "", "as of this time (2027-01-31, RFC 3339, or +30d)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&bins, "bins", false, "list every hashed bin on its own (the iCalendar file still has one event per set of bins)")
 	return cmd
 }
 
-func (a *app) printCalendar(groups []ceremony.CeremonyGroup, at time.Time) {
+// readPrevious reads the calendar file that --ics replaces, if there is
+// one (at most 64 MiB: it is ours).
+func readPrevious(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &ceremony.IOError{Op: "read", Path: path, Err: err}
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, 64<<20))
+}
+
+// selector is how the repositories were chosen, for the command an event
+// names; a list read from stdin is named LIST.
+func (f *repoFlags) selector() string {
+	switch {
+	case f.dir != "":
+		return "--repo " + ceremony.ShellQuote(f.dir)
+	case f.glob != "":
+		return "--repos " + ceremony.ShellQuote(f.glob)
+	case f.from == "-":
+		return "--repos-from LIST"
+	}
+	return "--repos-from " + ceremony.ShellQuote(f.from)
+}
+
+func (a *app) printCalendar(asJSON bool, at time.Time, entries []ceremony.CalendarEntry, groups []ceremony.CeremonyGroup, failed []ceremony.RepoStatus) error {
+	if asJSON {
+		if entries == nil {
+			entries = []ceremony.CalendarEntry{}
+		}
+		if groups == nil {
+			groups = []ceremony.CeremonyGroup{}
+		}
+		return a.printJSON(struct {
+			At      time.Time                `json:"at"`
+			Entries []ceremony.CalendarEntry `json:"ceremonies"`
+			Events  []ceremony.CeremonyGroup `json:"events"`
+			Errors  []ceremony.RepoStatus    `json:"errors,omitempty"`
+		}{at.UTC(), entries, groups, failed})
+	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DUE\tEXPIRES\tROLE\tIN\tREPOSITORIES")
 	for _, g := range groups {
@@ -93,18 +142,45 @@ func (a *app) printCalendar(groups []ceremony.CeremonyGroup, at time.Time) {
 		if d := g.Day.Sub(at.UTC().Truncate(24 * time.Hour)); d > 0 {
 			in = ceremony.Duration(d).String()
 		}
+		role := g.Role
+		if f := g.Entries[0].Bins; f != nil {
+			role = setLabel(f)
+		}
 		names := make([]string, 0, 3)
 		for i, e := range g.Entries {
 			if i == 3 {
 				names = append(names, fmt.Sprintf("… %d more", len(g.Entries)-3))
 				break
 			}
-			names = append(names, fmt.Sprintf("%s (v%d)", e.Repository, e.Version))
+			v := fmt.Sprintf("v%d", e.Version)
+			if e.Bins != nil {
+				v = "v" + versionText(e.Bins)
+			}
+			names = append(names, fmt.Sprintf("%s (%s)", e.Repository, v))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d: %s\n", g.Day.Format("2006-01-02"), g.Expires.Format("2006-01-02"), g.Role, in, len(g.Entries), strings.Join(names, ", "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d: %s\n", g.Day.Format("2006-01-02"), g.Expires.Format("2006-01-02"), role, in, len(g.Entries), strings.Join(names, ", "))
 	}
 	tw.Flush()
+	for _, e := range entries {
+		if len(e.BinDays) > 1 {
+			fmt.Fprintf(a.stdout, "%s of %s: %s\n", e.Role, e.Repository, binDaysText(e.BinDays))
+		}
+	}
 	if len(groups) == 0 {
 		fmt.Fprintln(a.stdout, "no offline ceremony is known: no repository could be read")
 	}
+	return nil
+}
+
+// binDaysText says when the bins of a set fall due: "1022 bins due
+// 2027-01-31, 2 due 2027-03-15 (bins-01a, bins-2f0)".
+func binDaysText(days []ceremony.BinDay) string {
+	parts := make([]string, len(days))
+	for i, d := range days {
+		parts[i] = fmt.Sprintf("%d due %s", d.Bins, d.Day.Format("2006-01-02"))
+		if d.Bins <= 3 {
+			parts[i] += " (" + strings.Join(d.First, ", ") + ")"
+		}
+	}
+	return "bins " + strings.Join(parts, ", ")
 }

@@ -221,8 +221,8 @@ func (a *app) statusKey(dir, key string, asJSON bool) error {
 		fmt.Fprintf(a.stdout, " (%s)", use.URI)
 	}
 	fmt.Fprintln(a.stdout)
-	if use.Evidence != "" {
-		fmt.Fprintf(a.stdout, "evidence: %s\n", use.Evidence)
+	if use.Evidence != nil {
+		fmt.Fprintf(a.stdout, "evidence: %s\n", use.Evidence.Summary())
 	}
 	if len(use.Roles) == 0 {
 		fmt.Fprintln(a.stdout, "can sign: nothing (no role of the repository trusts it)")
@@ -238,51 +238,4 @@ func (a *app) statusKey(dir, key string, asJSON bool) error {
 		fmt.Fprintf(tw, "  %s\ttrusted by %s\t%d of %d keys\n", what, t.From, t.Threshold, len(t.KeyIDs))
 	}
 	return tw.Flush()
-}
-
-// foldBins returns the roles of a status report with each set of hashed
-// bins folded into one line: the bins' lowest version and signature
-// count, earliest expiry and worst state.
-func foldBins(st *ceremony.StatusReport) []ceremony.RoleStatus {
-	prefixes := map[string]int{}
-	for _, d := range st.Delegations {
-		if d.Bins > 0 {
-			prefixes[d.Name] = d.Bins
-		}
-	}
-	if len(prefixes) == 0 {
-		return st.Roles
-	}
-	var out []ceremony.RoleStatus
-	folded := map[string]int{} // prefix → index in out
-	for _, r := range st.Roles {
-		i := strings.LastIndex(r.Role, "-")
-		n, isBin := 0, false
-		if i > 0 {
-			n, isBin = prefixes[r.Role[:i]]
-		}
-		if !isBin {
-			out = append(out, r)
-			continue
-		}
-		prefix := r.Role[:i]
-		k, seen := folded[prefix]
-		if !seen {
-			f := r
-			f.Role = fmt.Sprintf("%s (%d bins)", prefix, n)
-			folded[prefix] = len(out)
-			out = append(out, f)
-			continue
-		}
-		f := &out[k]
-		f.Version = min(f.Version, r.Version)
-		f.ValidSignatures = min(f.ValidSignatures, r.ValidSignatures)
-		if r.Expires.Before(f.Expires) {
-			f.Expires, f.Left = r.Expires, r.Left
-		}
-		if r.Health > f.Health {
-			f.Health, f.Problem = r.Health, r.Problem
-		}
-	}
-	return out
 }

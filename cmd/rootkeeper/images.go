@@ -139,7 +139,13 @@ func (a *app) targetsListCommand() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				return a.printJSON(list)
+				if list == nil {
+					list = []ceremony.TargetEntry{}
+				}
+				return a.printJSON(struct {
+					Repository string                 `json:"repository"`
+					Targets    []ceremony.TargetEntry `json:"targets"`
+				}{dir, list})
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ROLE\tTARGET\tLENGTH\tSHA256\tSTORED")

@@ -101,7 +101,9 @@ func (a *app) keyListCommand() *cobra.Command {
 				views = append(views, v)
 			}
 			if asJSON {
-				return a.printJSON(views)
+				return a.printJSON(struct {
+					Keys []*ceremony.KeyView `json:"keys"`
+				}{views})
 			}
 			if len(views) == 0 {
 				fmt.Fprintln(a.stdout, "no keys")

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -166,6 +167,8 @@ variable, or a prompt on the terminal — never from the command line.`,
 	root.AddCommand(a.keyCommand(), a.initCommand(), a.targetsCommand(), a.publishCommand(), a.statusCommand(), a.verifyCommand(),
 		a.resignCommand(), a.calendarCommand(), a.repairCommand()) // repair.go
 	root.AddCommand(a.checkImageCommand(), a.importCommand()) // images.go, notary.go
+	root.AddCommand(a.manCommand())                           // man.go
+	registerCompletions(root)                                 // complete.go
 	return root
 }
 
@@ -183,17 +186,35 @@ func (a *app) hsmOptions() hsm.Options {
 		AttestationRoots: a.roots, AttestationRootsName: a.rootsName}
 }
 
+// printJSON prints v, an object, as JSON with "schema_version" as its
+// first member (docs/json.md).
 func (a *app) printJSON(v any) error {
-	enc := json.NewEncoder(a.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if len(data) < 2 || data[0] != '{' {
+		return fmt.Errorf("internal error: the JSON output %T is not an object", v)
+	}
+	obj := fmt.Appendf(nil, `{"schema_version":%d`, ceremony.SchemaVersion)
+	if data[1] != '}' {
+		obj = append(obj, ',')
+	}
+	obj = append(obj, data[1:]...)
+	var out bytes.Buffer
+	if err := json.Indent(&out, obj, "", "  "); err != nil {
+		return err
+	}
+	out.WriteByte('\n')
+	_, err = a.stdout.Write(out.Bytes())
+	return err
 }
 
 // parseAt reads --at, for commands that only read: RFC 3339, a date, or
 // a duration from now ("+30d", "-2d"), at most 100 years away. An empty
 // value is now.
 func parseAt(s string) (time.Time, error) {
-	now := clock().UTC()
+	now := clock().UTC().Truncate(time.Second) // JSON times are in whole seconds
 	if s == "" {
 		return now, nil
 	}

@@ -72,9 +72,11 @@ func TestScripts(t *testing.T) {
 	if err != nil {
 		t.Fatalf("building the PKCS#11 shim (gcc is required): %v", err)
 	}
+	python := icalendarPython()
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
+		UpdateScripts:       *updateGolden, // golden_test.go
 		Setup: func(env *testscript.Env) error {
 			tokens := filepath.Join(env.WorkDir, ".tokens")
 			if err := os.MkdirAll(tokens, 0o700); err != nil {
@@ -98,10 +100,14 @@ func TestScripts(t *testing.T) {
 			env.Setenv("BADPIN", bad)
 			env.Setenv("ROOTKEEPER_PKCS11_MODULE", module)
 			env.Setenv("ROOTKEEPER_PIN", "")
+			env.Setenv("PYTHON", python) // golden_test.go
 			shimEnv(env, shim, module)
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {
+			if tool, ok := strings.CutPrefix(cond, "need:"); ok { // golden_test.go
+				return needTool(tool, python)
+			}
 			switch cond {
 			case "root":
 				return os.Geteuid() == 0, nil
@@ -110,7 +116,7 @@ func TestScripts(t *testing.T) {
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
-		Cmds: withDCT(t, withPINCmds(map[string]func(ts *testscript.TestScript, neg bool, args []string){ // dct_test.go
+		Cmds: withGoldenCmds(withDCT(t, withPINCmds(map[string]func(ts *testscript.TestScript, neg bool, args []string){ // dct_test.go, golden_test.go
 			"vcard": vcardCmd, // virtual YubiKeys: yubikey_test.go
 			// dropsigs FILE KEEP keeps only the first KEEP signatures of a
 			// metadata file, as a bad mirror or a broken tool would.
@@ -189,7 +195,7 @@ func TestScripts(t *testing.T) {
 				}
 				ts.Check(os.WriteFile(p, []byte(strings.Replace(string(data), args[1], args[2], 1)), 0o644))
 			},
-		})),
+		}))),
 	})
 }
 

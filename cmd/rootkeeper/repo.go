@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rootkeeper/rootkeeper/ceremony"
+	"github.com/rootkeeper/rootkeeper/roles"
 )
 
 func (a *app) initCommand() *cobra.Command {
@@ -171,7 +172,7 @@ func (a *app) printResult(res *ceremony.Result, asJSON bool) error {
 
 func (a *app) statusCommand() *cobra.Command {
 	var dir, at string
-	var asJSON bool
+	var asJSON, bins bool
 	var reposGlob, reposFrom, prom string // many repositories: resign.go
 
 	var key string // status --key: delegate.go
@@ -194,7 +195,7 @@ Exit status: 0 healthy, 3 a role is inside its re-signing window,
 				if err != nil {
 					return err
 				}
-				return a.statusMany(cmd.Context(), &repoFlags{dir: dir, glob: reposGlob, from: reposFrom}, t, prom, asJSON)
+				return a.statusMany(cmd.Context(), &repoFlags{dir: dir, glob: reposGlob, from: reposFrom}, t, prom, asJSON, bins)
 			}
 			if err := requireFlag("repo", dir); err != nil {
 				return err
@@ -220,7 +221,7 @@ Exit status: 0 healthy, 3 a role is inside its re-signing window,
 					return err
 				}
 			} else {
-				a.printStatus(st)
+				a.printStatus(st, bins)
 			}
 			switch st.Health {
 			case ceremony.Due:
@@ -238,32 +239,51 @@ Exit status: 0 healthy, 3 a role is inside its re-signing window,
 	cmd.Flags().StringVar(&reposFrom, "repos-from", "", "many repositories: a file listing their directories, one a line (- for stdin)")
 	cmd.Flags().StringVar(&prom, "prometheus", "", "also write node_exporter textfile metrics to FILE, atomically")
 	cmd.Flags().StringVar(&key, "key", "", "show only which roles this key (key id or URI) can sign")
+	cmd.Flags().BoolVar(&bins, "bins", false, "list every hashed bin on a line of its own (by default each set of bins is one line)")
 	return cmd
 }
 
-func (a *app) printStatus(st *ceremony.StatusReport) {
+// printStatus prints a repository's status: one line per role, each set
+// of hashed bins on one line (every bin with bins).
+func (a *app) printStatus(st *ceremony.StatusReport, bins bool) {
 	fmt.Fprintf(a.stdout, "repository %s at %s: %s\n", st.Repository, st.At.Format(time.RFC3339), strings.ToUpper(st.Health.String()))
+	rows := st.FoldRoles()
+	if bins {
+		rows = ceremony.FoldBins(st.Roles, nil, ceremony.RoleStatus.Member) // no index: nothing folds
+	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ROLE\tVERSION\tEXPIRES\tLEFT\tVALID/NEEDED\tSTATE")
-	for _, r := range foldBins(st) { // delegate.go: hashed bins on one line
-		name := r.Role
-		if !isTopLevel(r.Role) && r.Delegator != "" {
-			name = r.Delegator + " → " + r.Role
+	var differ []string
+	for _, row := range rows {
+		r := row.Item
+		name, version, expires, valid, state := r.Role, fmt.Sprint(r.Version), r.Expires, r.ValidSignatures, r.Health.String()
+		if f := row.Set; f != nil {
+			name, version, expires, valid, state = setLabel(f), versionText(f), f.Expires, f.Valid, stateText(f)
+			if l := differLine(f); l != "" {
+				differ = append(differ, l)
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d/%d\t%s\n", name, r.Version, r.Expires.Format("2006-01-02 15:04"), r.Left, r.ValidSignatures, r.Threshold, r.Health)
+		if !isTopLevel(r.Role) && r.Delegator != "" {
+			name = r.Delegator + " → " + name
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\n", name, version, expires.Format("2006-01-02 15:04"), leftOf(expires, st.At), valid, r.Threshold, state)
 	}
 	tw.Flush()
+	for _, l := range differ {
+		fmt.Fprintln(a.stdout, l)
+	}
 	fmt.Fprintln(a.stdout, "\nKEYS")
 	tw = tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	for _, r := range foldBins(st) { // delegate.go: hashed bins on one line
+	for _, row := range rows {
+		r, role := row.Item, row.Item.Role
+		if row.Set != nil {
+			role = setLabel(row.Set)
+		}
 		for i, id := range r.KeyIDs {
 			ev := "no evidence recorded"
-			for _, e := range r.Evidence {
-				if strings.HasPrefix(e, id[:min(12, len(id))]+": ") {
-					ev = strings.TrimPrefix(e, id[:min(12, len(id))]+": ")
-				}
+			if e := st.Evidence[id]; e != nil {
+				ev = e.Summary()
 			}
-			role := r.Role
 			if i > 0 {
 				role = ""
 			}
@@ -272,19 +292,23 @@ func (a *app) printStatus(st *ceremony.StatusReport) {
 	}
 	tw.Flush()
 	a.printDelegations(st.Delegations)
-	for _, p := range st.Problems {
-		fmt.Fprintf(a.stdout, "problem: %s\n", problemText(p.Role, p.Detail))
-		if p.Hint != "" {
-			fmt.Fprintf(a.stdout, "  hint: %s\n", p.Hint)
+	for _, p := range ceremony.FoldMessages(st.Problems, ceremony.BinsOfStatus(st), problemRole, problemLine, problemRule) {
+		fmt.Fprintf(a.stdout, "problem: %s%s\n", p.Text, binsNote(p))
+		if p.Item.Hint != "" {
+			fmt.Fprintf(a.stdout, "  hint: %s\n", p.Item.Hint)
 		}
 	}
 }
 
+func problemRole(p roles.Problem) string { return p.Role }
+func problemLine(p roles.Problem) string { return problemText(p.Role, p.Detail) }
+func problemRule(p roles.Problem) string { return p.Rule }
+
 func (a *app) verifyCommand() *cobra.Command {
 	var dir, at, trusted string
-	var asJSON bool
+	var asJSON, bins bool
 	cmd := &cobra.Command{
-		Use:   "verify --repo DIR [--trusted-root FILE] [--at TIME]",
+		Use:   "verify --repo DIR [--trusted-root FILE] [--at TIME] [--bins]",
 		Short: "Verify a repository exactly as a TUF client would",
 		Long: `Verify a TUF 1.0 repository as a client would: replay every root version from
 the trusted root (default metadata/1.root.json) to the newest, then timestamp,
@@ -319,23 +343,20 @@ Exit status: 0 a client would accept it, 4 a client would refuse it,
 				rep.Problems, rep.OK = append(rep.Problems, probs...), false
 			}
 			if asJSON {
-				if err := a.printJSON(rep); err != nil {
+				if rep.Problems == nil {
+					rep.Problems = []roles.Problem{} // always a list
+				}
+				if err := a.printJSON(verifyJSON{rep, ceremony.FoldSets(rep.Roles, ceremony.BinsOfReport(rep), reportMember)}); err != nil {
 					return err
 				}
 			} else {
-				for _, r := range rep.Roles {
-					state := "ok"
-					if r.Err != "" {
-						state = r.Err
-					}
-					fmt.Fprintf(a.stdout, "%-12s v%-4d %d/%d signatures  expires %s  %s\n", r.Role, r.Version, r.ValidSignatures, r.Threshold, r.Expires.UTC().Format(time.RFC3339), state)
-				}
+				a.printVerify(rep, bins)
 			}
 			if !rep.OK {
-				for _, p := range rep.Problems {
-					a.ui.printf("error: %s", problemText(p.Role, p.Detail))
-					if p.Hint != "" {
-						a.ui.printf("hint: %s", p.Hint)
+				for _, p := range ceremony.FoldMessages(rep.Problems, ceremony.BinsOfReport(rep), problemRole, problemLine, problemRule) {
+					a.ui.printf("error: %s%s", p.Text, binsNote(p))
+					if p.Item.Hint != "" {
+						a.ui.printf("hint: %s", p.Item.Hint)
 					}
 				}
 				return exitStatus{exitInvalid}
@@ -350,7 +371,55 @@ Exit status: 0 a client would accept it, 4 a client would refuse it,
 	cmd.Flags().StringVar(&trusted, "trusted-root", "", "root metadata the client starts from (default metadata/1.root.json)")
 	cmd.Flags().StringVar(&at, "at", "", "verify as of this time (2027-01-31, RFC 3339, or +30d)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&bins, "bins", false, "list every hashed bin on a line of its own (by default each set of bins is one line)")
 	return cmd
+}
+
+// verifyJSON is verify's JSON: the report (every role, every bin) and
+// each set of hashed bins folded.
+type verifyJSON struct {
+	*roles.Report
+	BinSets []*ceremony.BinFold `json:"bin_sets,omitempty"`
+}
+
+// reportMember is a verified role as folding compares it.
+func reportMember(r roles.RoleReport) ceremony.BinMember {
+	m := ceremony.BinMember{Role: r.Role, Version: r.Version, Expires: r.Expires, Valid: r.ValidSignatures, Threshold: r.Threshold, Detail: r.Err}
+	if r.Err != "" {
+		m.Health = ceremony.Invalid
+	}
+	return m
+}
+
+// printVerify prints one line per role, each set of hashed bins on one
+// line (every bin with bins), and the bins that differ from the rest.
+func (a *app) printVerify(rep *roles.Report, bins bool) {
+	idx := ceremony.BinsOfReport(rep)
+	if bins {
+		idx = nil
+	}
+	var differ []string
+	for _, row := range ceremony.FoldBins(rep.Roles, idx, reportMember) {
+		r := row.Item
+		role, version, valid, expires, state := r.Role, fmt.Sprint(r.Version), r.ValidSignatures, r.Expires, "ok"
+		if r.Err != "" {
+			state = r.Err
+		}
+		if f := row.Set; f != nil {
+			role, version, valid, expires = f.Name, versionText(f), f.Valid, f.Expires
+			state = fmt.Sprintf("ok: %d bins %s … %s", f.Bins, f.First, f.Last)
+			if f.Invalid > 0 {
+				state = fmt.Sprintf("%d of %d bins: %s", f.Invalid, f.Bins, r.Err)
+			}
+			if l := differLine(f); l != "" {
+				differ = append(differ, l)
+			}
+		}
+		fmt.Fprintf(a.stdout, "%-12s v%-4s %d/%d signatures  expires %s  %s\n", role, version, valid, r.Threshold, expires.UTC().Format(time.RFC3339), state)
+	}
+	for _, l := range differ {
+		fmt.Fprintln(a.stdout, l)
+	}
 }
 
 func isTopLevel(role string) bool {

@@ -90,7 +90,7 @@ func (a *app) resignCommand() *cobra.Command {
 	var repos repoFlags
 	var at, within string
 	var roleNames []string
-	var dryRun, asJSON bool
+	var dryRun, asJSON, bins bool
 	var jobs int
 	cmd := &cobra.Command{
 		Use:   "resign (--repo DIR | --repos GLOB | --repos-from FILE) [--role ROLE]... [--within DURATION] [--dry-run [--at TIME]]",
@@ -154,7 +154,7 @@ Exit status: 0 done, 3 a due role waits for keys, 4 an expired role waits
 						return err
 					}
 				} else {
-					a.printResign(res)
+					a.printResign(res, bins)
 				}
 				if code := resignExit(res); code != exitOK {
 					return exitStatus{code}
@@ -171,10 +171,11 @@ Exit status: 0 done, 3 a due role waits for keys, 4 an expired role waits
 	cmd.Flags().StringVar(&at, "at", "", "with --dry-run only: plan as of this time (2027-01-31, RFC 3339, or +30d); a run that writes uses the real clock")
 	cmd.Flags().IntVar(&jobs, "jobs", 0, "repositories worked on at once with --repos (default 4)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	cmd.Flags().BoolVar(&bins, "bins", false, "list every hashed bin on a line of its own (by default each set of bins is one line)")
 	return cmd
 }
 
-func (a *app) printResign(r *ceremony.ResignResult) {
+func (a *app) printResign(r *ceremony.ResignResult, bins bool) {
 	w := a.stdout
 	switch r.Outcome {
 	case ceremony.OutcomeNothingDue:
@@ -185,32 +186,82 @@ func (a *app) printResign(r *ceremony.ResignResult) {
 	default:
 		fmt.Fprintf(w, "%s: %s\n", r.Repository, r.Outcome)
 	}
+	idx := ceremony.BinsOfResign(r)
+	if bins {
+		idx = nil // every bin on a line of its own
+	}
+	var differ []string
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if r.Outcome == ceremony.OutcomeDryRun {
-		for _, d := range r.Due {
-			left := d.Left + " left"
-			if strings.HasPrefix(d.Left, "expired") {
-				left = d.Left
+		for _, row := range ceremony.FoldBins(r.Due, idx, dueMember) {
+			d := row.Item
+			role, version, reason, left := d.Role, "v"+fmt.Sprint(d.Version), d.Reason, d.Left.Remaining()
+			if f := row.Set; f != nil {
+				role, version, reason, left = setLabel(f), "v"+versionText(f), f.Typical.Detail, leftOf(f.Expires, r.At)
+				if l := differLine(f); l != "" {
+					differ = append(differ, "  "+l)
+				}
 			}
-			fmt.Fprintf(tw, "  %s\tv%d\t%s\t(%s, window %s)\tneeds %d of %s\n", d.Role, d.Version, d.Reason, left, d.Window, d.Threshold, strings.Join(d.Keys, ", "))
+			if !strings.HasPrefix(left, "expired") {
+				left += " left"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t(%s, window %s)\tneeds %d of %s\n", role, version, reason, left, d.Window, d.Threshold, strings.Join(d.Keys, ", "))
 		}
 	}
-	for _, role := range r.Resigned {
-		fmt.Fprintf(tw, "  %s\tversion %d\texpires %s\n", role, r.Versions[role], r.Expires[role])
+	for _, row := range ceremony.FoldBins(resignedRoles(r), idx, resignedMember) {
+		if f := row.Set; f != nil {
+			fmt.Fprintf(tw, "  %s\tversion %s\texpires %s\n", setLabel(f), versionText(f), f.Expires.Format(time.RFC3339))
+			continue
+		}
+		fmt.Fprintf(tw, "  %s\tversion %d\texpires %s\n", row.Item.Role, row.Item.Version, row.Item.Expires.Format(time.RFC3339))
 	}
 	tw.Flush()
-	for _, n := range r.Notes {
-		fmt.Fprintf(w, "note: %s\n", n)
+	for _, l := range differ {
+		fmt.Fprintln(w, l)
 	}
-	for _, wt := range r.Waiting {
-		fmt.Fprintf(w, "waiting: %s\n", wt.Detail)
-		for _, m := range wt.Missing {
+	for _, n := range ceremony.FoldMessages(r.Notes, idx, noteRole, func(n string) string { return n }, nil) {
+		fmt.Fprintf(w, "note: %s%s\n", n.Text, binsNote(n))
+	}
+	for _, wt := range ceremony.FoldMessages(r.Waiting, idx, func(w ceremony.Wait) string { return w.Role }, func(w ceremony.Wait) string { return w.Detail }, nil) {
+		fmt.Fprintf(w, "waiting: %s%s\n", wt.Text, binsNote(wt))
+		for _, m := range wt.Item.Missing {
 			fmt.Fprintf(w, "  %s: %s\n", m.Key, m.Reason)
 			if m.Hint != "" {
 				fmt.Fprintf(w, "    hint: %s\n", m.Hint)
 			}
 		}
 	}
+}
+
+// dueMember is a role due for re-signing as folding compares it.
+func dueMember(d ceremony.RoleDue) ceremony.BinMember {
+	m := ceremony.BinMember{Role: d.Role, Version: d.Version, Expires: d.Expires, Health: ceremony.Due, Threshold: d.Threshold, Detail: d.Reason}
+	if d.Reason == "expired" {
+		m.Health = ceremony.Invalid
+	}
+	return m
+}
+
+// resignedRoles lists the roles a run re-signed, with their new version
+// and expiry.
+func resignedRoles(r *ceremony.ResignResult) []ceremony.BinMember {
+	out := make([]ceremony.BinMember, len(r.Resigned))
+	for i, role := range r.Resigned {
+		exp, _ := time.Parse(time.RFC3339, r.Expires[role])
+		out[i] = ceremony.BinMember{Role: role, Version: r.Versions[role], Expires: exp}
+	}
+	return out
+}
+
+func resignedMember(m ceremony.BinMember) ceremony.BinMember { return m }
+
+// noteRole is the role a note is about: the text before its first colon
+// or space.
+func noteRole(n string) string {
+	if i := strings.IndexAny(n, ": "); i > 0 {
+		return n[:i]
+	}
+	return n
 }
 
 // progressBar shows a batch's progress: a bar redrawn in place on a
@@ -252,18 +303,23 @@ func (p *progressBar) update(done, total int, line string) {
 
 func resultLine(r *ceremony.ResignResult) string {
 	s := r.Repository + ": " + string(r.Outcome)
+	idx := ceremony.BinsOfResign(r)
 	if len(r.Resigned) > 0 {
-		s += " " + strings.Join(r.Resigned, ", ")
+		s += " " + strings.Join(foldNames(r.Resigned, idx), ", ")
 	}
 	if r.Outcome == ceremony.OutcomeDryRun {
 		var roles []string
 		for _, d := range r.Due {
 			roles = append(roles, d.Role)
 		}
-		s += " " + strings.Join(roles, ", ")
+		s += " " + strings.Join(foldNames(roles, idx), ", ")
 	}
+	var waiting []string
 	for _, w := range r.Waiting {
-		s += "; " + w.Role + " waits"
+		waiting = append(waiting, w.Role)
+	}
+	for _, w := range foldNames(waiting, idx) {
+		s += "; " + w + " waits"
 	}
 	if r.Error != "" {
 		s += ": " + r.Error
@@ -325,7 +381,7 @@ func (a *app) printBatch(rep *ceremony.BatchReport) {
 			parts = append(parts, fmt.Sprintf("%d %s", n, o))
 		}
 	}
-	fmt.Fprintf(w, "resign: %d repositories in %s: %s\n", rep.Total, rep.Elapsed.Round(time.Millisecond), strings.Join(parts, ", "))
+	fmt.Fprintf(w, "resign: %d repositories in %s: %s\n", rep.Total, rep.Elapsed.D().Round(time.Millisecond), strings.Join(parts, ", "))
 	if len(rep.Signed) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ROLE\tRE-SIGNED IN")
@@ -345,12 +401,12 @@ func (a *app) printBatch(rep *ceremony.BatchReport) {
 		if r.Outcome == ceremony.OutcomeNotStarted {
 			detail = "not reached: the run stopped"
 		}
-		for _, wt := range r.Waiting {
+		for _, wt := range ceremony.FoldMessages(r.Waiting, ceremony.BinsOfResign(r), func(w ceremony.Wait) string { return w.Role }, func(w ceremony.Wait) string { return w.Detail }, nil) {
 			if detail != "" {
 				detail += "; "
 			}
-			detail += wt.Detail
-			for _, m := range wt.Missing {
+			detail += wt.Text + binsNote(wt)
+			for _, m := range wt.Item.Missing {
 				detail += " [" + m.Key + ": " + m.Reason + "]"
 			}
 		}
@@ -383,7 +439,7 @@ func sortedKeys(m map[string]int) []string {
 }
 
 // statusMany is status with --repos/--repos-from (or --prometheus).
-func (a *app) statusMany(ctx context.Context, repos *repoFlags, at time.Time, prom string, asJSON bool) error {
+func (a *app) statusMany(ctx context.Context, repos *repoFlags, at time.Time, prom string, asJSON, bins bool) error {
 	dirs, err := repos.list()
 	if err != nil {
 		return err
@@ -417,7 +473,7 @@ func (a *app) statusMany(ctx context.Context, repos *repoFlags, at time.Time, pr
 			return err
 		}
 	} else if !repos.many() && len(sts) == 1 && sts[0].Status != nil {
-		a.printStatus(sts[0].Status)
+		a.printStatus(sts[0].Status, bins)
 	} else {
 		a.printStatusMany(sts, sum, at)
 	}
@@ -453,9 +509,13 @@ func (a *app) printStatusMany(sts []ceremony.RepoStatus, sum ceremony.FleetSumma
 			continue
 		}
 		var roles []string
-		for _, r := range s.Status.Roles {
-			if r.Health != ceremony.Healthy {
-				roles = append(roles, fmt.Sprintf("%s v%d %s (%s)", r.Role, r.Version, r.Health, r.Left))
+		for _, row := range s.Status.FoldRoles() {
+			r := row.Item
+			switch f := row.Set; {
+			case f != nil && f.Health != ceremony.Healthy:
+				roles = append(roles, fmt.Sprintf("%s v%s %s (%s)", setLabel(f), versionText(f), stateText(f), leftOf(f.Expires, at)))
+			case f == nil && r.Health != ceremony.Healthy:
+				roles = append(roles, fmt.Sprintf("%s v%d %s (%s)", r.Role, r.Version, r.Health, r.Left.Remaining()))
 			}
 		}
 		if len(roles) == 0 {

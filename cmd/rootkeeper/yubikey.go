@@ -50,7 +50,13 @@ management key is still in place (then run rootkeeper yubikey setup).`,
 				if devs == nil {
 					devs = []yubikey.DeviceInfo{}
 				}
-				return a.printJSON(devs)
+				if busy == nil {
+					busy = []string{}
+				}
+				return a.printJSON(struct {
+					Devices []yubikey.DeviceInfo `json:"devices"`
+					Busy    []string             `json:"busy_readers"`
+				}{devs, busy})
 			}
 			if len(devs) == 0 {
 				fmt.Fprintln(a.stdout, "no YubiKey connected")
@@ -147,7 +153,7 @@ YubiKeys connected, choose one with --serial.`,
 			}
 			so.Confirm = func(summary string) (bool, error) {
 				if yes {
-					a.ui.Progress(summary)
+					a.ui.Show(summary) // even with --quiet: what is changed
 					return true, nil
 				}
 				return ask(summary + "\nChange these credentials now?")
