@@ -2,8 +2,8 @@ package yubikey
 
 import (
 	"crypto"
-	"errors"
 	"crypto/x509"
+	"errors"
 	"unsafe"
 
 	"github.com/go-piv/piv-go/v2/piv"
