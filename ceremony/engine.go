@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -34,7 +35,7 @@ type UI interface {
 // Session runs ceremonies with keys from hardware. It opens each key once
 // and keeps it open (and its token logged in to) until Close.
 type Session struct {
-	Keys *hsm.Keyring
+	Keys Keystore
 	UI   UI
 	// Now is the clock every change is made at; nil means time.Now. Only
 	// code that runs a session in-process sets it (tests that need time to
@@ -46,6 +47,20 @@ type Session struct {
 
 	keys map[string]*Key
 }
+
+// Keystore is where a session gets its keys: *hsm.Keyring (the devices),
+// or an in-memory fake in unit tests of planning and threshold logic.
+type Keystore interface {
+	// Signer opens the key a URI names.
+	Signer(ctx context.Context, uri string) (hsm.Signer, error)
+	// Attest reads the device's evidence for the key, when the signer's
+	// Info carries none.
+	Attest(ctx context.Context, uri string) (*hsm.Evidence, error)
+	// Close closes every device opened.
+	Close() error
+}
+
+var _ Keystore = (*hsm.Keyring)(nil)
 
 // Key is an open hardware key and its TUF identity.
 type Key struct {
@@ -183,7 +198,8 @@ func (e *MismatchError) Is(target error) bool { return target == hsm.ErrKeyMisma
 type ThresholdError struct {
 	Role       string
 	Have, Need int
-	Missing    []string
+	Missing    []MissingKey // the keys that did not sign
+	Absent     []string     // URIs of devices that were not there
 }
 
 func (e *ThresholdError) Error() string {
@@ -195,7 +211,26 @@ func (e *ThresholdError) Hint() string {
 	if len(e.Missing) == 0 {
 		return "add signing key URIs for " + e.Role + " to rootkeeper.yaml"
 	}
-	return "plug in the token of one of these keys and run again: " + shortList(e.Missing)
+	var keys []string
+	for _, m := range e.Missing {
+		keys = append(keys, m.String())
+	}
+	msg := "plug in the token of one of these keys and run again: " + strings.Join(keys, ", ")
+	if len(e.Absent) > 0 {
+		msg += "; not plugged in this time: " + strings.Join(e.Absent, ", ")
+	}
+	return msg
+}
+
+// missingKeys names the keys of ids that are not in done.
+func missingKeys(ids []string, done func(string) bool, records map[string]*KeyRecord) []MissingKey {
+	var out []MissingKey
+	for _, id := range ids {
+		if !done(id) {
+			out = append(out, MissingKey{KeyID: id, URI: uriFor(id, records)})
+		}
+	}
+	return out
 }
 
 func short(id string) string {
@@ -242,16 +277,9 @@ func signWith[T metadata.Roles](ctx context.Context, s *Session, md *metadata.Me
 		return absent
 	}
 	if have < threshold {
-		var missing []string
-		for _, id := range trusted {
-			found := false
-			for _, sig := range md.Signatures {
-				found = found || sig.KeyID == id
-			}
-			if !found {
-				missing = append(missing, id)
-			}
-		}
+		missing := missingKeys(trusted, func(id string) bool {
+			return slices.ContainsFunc(md.Signatures, func(sig metadata.Signature) bool { return sig.KeyID == id })
+		}, nil)
 		return &ThresholdError{Role: role, Have: have, Need: threshold, Missing: missing}
 	}
 	return nil

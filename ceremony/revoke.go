@@ -538,7 +538,7 @@ func (s *Session) signChanged(ctx context.Context, repo *roles.Repo, pol *Policy
 			}
 		}
 		if len(keys) < rk.Threshold {
-			return &ThresholdError{Role: prefix, Have: len(keys), Need: rk.Threshold, Missing: trusted}
+			return &ThresholdError{Role: prefix, Have: len(keys), Need: rk.Threshold, Missing: missingKeys(trusted, func(string) bool { return false }, records)}
 		}
 		if err := s.signBins(ctx, repo, names, keys, rk.Threshold); err != nil {
 			return err

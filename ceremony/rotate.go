@@ -437,8 +437,17 @@ type RootSignaturesError struct {
 
 // MissingKey is a key that has not signed yet and where it lives.
 type MissingKey struct {
-	KeyID string `json:"keyid"`
-	URI   string `json:"uri,omitempty"`
+	KeyID  string `json:"keyid"`
+	URI    string `json:"uri,omitempty"`
+	Device string `json:"device,omitempty"`
+}
+
+// String names the key for messages: its short id and URI.
+func (m MissingKey) String() string {
+	if m.URI != "" {
+		return short(m.KeyID) + " (" + m.URI + ")"
+	}
+	return short(m.KeyID)
 }
 
 // Error says which thresholds are short.
@@ -618,16 +627,7 @@ func signUntil[T metadata.Roles](ctx context.Context, s *Session, md *metadata.M
 	if have >= threshold {
 		return nil
 	}
-	var missing []string
-	for _, id := range trusted {
-		if !done[id] {
-			if u := uriFor(id, records); u != "" {
-				missing = append(missing, id[:min(12, len(id))]+" ("+u+")")
-			} else {
-				missing = append(missing, id)
-			}
-		}
-	}
+	missing := missingKeys(trusted, func(id string) bool { return done[id] }, records)
 	return &ThresholdError{Role: role, Have: have, Need: threshold, Missing: missing}
 }
 

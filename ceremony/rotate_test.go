@@ -48,7 +48,7 @@ func newRotFixture(t *testing.T) *rotFixture {
 		env.URI("tagging", "targets"), env.URI("tagging", "releases"), env.URI("tagging", "spare"),
 		env.URI("online", "snapshot"), env.URI("online", "timestamp"), env.URI("online", "timestamp-2"),
 	} {
-		if _, err := s.Keys.Generate(ctx, u, hsm.GenerateOptions{Algorithm: hsm.ECDSAP256}); err != nil {
+		if _, err := s.Keys.(*hsm.Keyring).Generate(ctx, u, hsm.GenerateOptions{Algorithm: hsm.ECDSAP256}); err != nil {
 			t.Fatal(err)
 		}
 	}
