@@ -65,8 +65,8 @@ type Step struct {
 	// Needs are the thresholds to meet: one, or for a new root two (the
 	// previous root's keys and threshold, and its own).
 	Needs []Need
-	// All has every key that can sign sign, not just a threshold (root
-	// ceremonies: each officer's key is on the new root).
+	// All has every key that can sign sign, not just a threshold (the
+	// rule for every role; hashed bins stop at their threshold).
 	All bool
 	// Last are key ids that sign only if the needs cannot be met without
 	// them (a revoked key signs the transition away from itself, no more).
@@ -183,13 +183,15 @@ func (c *Change) keyNeed(of string, rk roles.RoleKeys, uris []string) Need {
 }
 
 // roleStep is the step of a role the repository trusts now (after the
-// plan's changes), tried on the role's keys from the policy.
+// plan's changes), tried on the role's keys from the policy. Every key
+// that can sign signs (All): a role signed by more than its threshold
+// stays valid when one of its keys is revoked.
 func (c *Change) roleStep(role string) (*Step, error) {
 	rk, err := c.Repo.RoleKeysOf(role)
 	if err != nil {
 		return nil, err
 	}
-	return &Step{Role: role, Needs: []Need{c.keyNeed(c.delegatorOf(role), rk, c.Policy.Role(policyRole(c.Policy, role)).Keys)}}, nil
+	return &Step{Role: role, All: true, Needs: []Need{c.keyNeed(c.delegatorOf(role), rk, c.Policy.Role(policyRole(c.Policy, role)).Keys)}}, nil
 }
 
 // delegatorOf names who sets role's rule, for messages.

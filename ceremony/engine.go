@@ -13,7 +13,6 @@ import (
 	"os"
 	"path"
 	"regexp"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -248,43 +247,6 @@ func shortList(ids []string) string {
 	return strings.Join(out, ", ")
 }
 
-// signWith signs md with each key of uris that the role trusts, until all
-// have signed. It fails unless at least threshold signatures were made.
-func signWith[T metadata.Roles](ctx context.Context, s *Session, md *metadata.Metadata[T], role string, uris []string, trusted []string, threshold int) error {
-	have := 0
-	var absent error
-	for i, uri := range uris {
-		k, err := s.Open(ctx, uri)
-		if errors.Is(err, hsm.ErrTokenNotPresent) && len(uris)-1 >= threshold {
-			// Another key may still make the threshold; say so and go on.
-			s.progress("%s: not present, signing %s with the other keys (%v)", objectOf(uri), role, err)
-			absent = err
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if !contains(trusted, k.ID()) {
-			return &MismatchError{URI: uri, KeyID: k.ID(), Role: role, Trusted: trusted}
-		}
-		s.progress("signing %s with key %d of %d: %s (%s)", role, i+1, len(uris), short(k.ID()), objectOf(uri))
-		if err := roles.Sign(md, k.TUF); err != nil {
-			return fmt.Errorf("%s: %w", role, err)
-		}
-		have++
-	}
-	if have < threshold && absent != nil {
-		return absent
-	}
-	if have < threshold {
-		missing := missingKeys(trusted, func(id string) bool {
-			return slices.ContainsFunc(md.Signatures, func(sig metadata.Signature) bool { return sig.KeyID == id })
-		}, nil)
-		return &ThresholdError{Role: role, Have: have, Need: threshold, Missing: missing}
-	}
-	return nil
-}
-
 func contains(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {
@@ -321,21 +283,6 @@ func keyRecord(k *Key, roleNames []string, now time.Time) (*KeyRecord, error) {
 		Evidence:   k.Evidence,
 		RecordedAt: now,
 	}, nil
-}
-
-// change is one write to a repository: the new metadata state, the extra
-// files, and what the transcript says about it.
-type change struct {
-	op       string
-	dir      string
-	repo     *roles.Repo
-	policy   *Policy
-	now      time.Time
-	changed  []string // roles given a new version
-	extra    []File   // target files, key records
-	details  map[string]any
-	noPolicy bool     // do not rewrite the policy
-	remove   []string // files to remove (retired key records), with the change
 }
 
 // PreflightError reports a change that a TUF client would not accept; it
@@ -390,7 +337,7 @@ type Result struct {
 // path, commitFiles (journal.go: journaled, all or nothing). A failure
 // after the change became visible is a warning in the result, not an
 // error: the change is done, and the next run completes its journal.
-func (s *Session) commit(c *change) (*Result, error) {
+func (s *Session) commit(c *Change) (*Result, error) {
 	files, err := c.files()
 	if err != nil {
 		return nil, err
@@ -399,23 +346,23 @@ func (s *Session) commit(c *change) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	write, notes, err := plannedWrites(c.dir, files)
+	write, notes, err := plannedWrites(c.Dir, files)
 	if err != nil {
 		return nil, err
 	}
-	entry, err := appendTranscript(c.dir, c.now, c.op, c.details, write)
+	entry, err := appendTranscript(c.Dir, c.At, c.Op, c.Details, write)
 	if err != nil {
 		return nil, err
 	}
 	write = append(write, entry)
-	for _, p := range c.remove {
+	for _, p := range c.Remove {
 		write = append(write, File{Path: p, Remove: true})
 	}
-	done, err := commitFiles(c.dir, &changeset{op: c.op, at: c.now, changed: c.changed, files: write})
+	done, err := commitFiles(c.Dir, &changeset{op: c.Op, at: c.At, changed: c.Changed, files: write})
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Dir: c.dir, Operation: c.op, Changed: c.changed, Versions: map[string]int64{}, Expires: map[string]string{}, Details: c.details}
+	res := &Result{Dir: c.Dir, Operation: c.Op, Changed: c.Changed, Versions: map[string]int64{}, Expires: map[string]string{}, Details: c.Details}
 	for _, rr := range report.Roles {
 		res.Versions[rr.Role] = rr.Version
 		res.Expires[rr.Role] = rr.Expires.UTC().Format(time.RFC3339)
@@ -434,8 +381,8 @@ func (s *Session) commit(c *change) (*Result, error) {
 
 // files lists every file the change writes: the metadata, the extra
 // files and (unless noPolicy) the policy.
-func (c *change) files() ([]File, error) {
-	metaFiles, err := c.repo.Files()
+func (c *Change) files() ([]File, error) {
+	metaFiles, err := c.Repo.Files()
 	if err != nil {
 		return nil, err
 	}
@@ -443,9 +390,9 @@ func (c *change) files() ([]File, error) {
 	for _, f := range metaFiles {
 		files = append(files, File{Path: f.Path, Data: f.Data, Immutable: immutableMeta(f.Path)})
 	}
-	files = append(files, c.extra...)
-	if !c.noPolicy {
-		pol, err := c.policy.Marshal()
+	files = append(files, c.Extra...)
+	if !c.NoPolicy {
+		pol, err := c.Policy.Marshal()
 		if err != nil {
 			return nil, err
 		}
@@ -456,16 +403,16 @@ func (c *change) files() ([]File, error) {
 
 // preflightChange runs the preflight on files laid over the repository:
 // a change that any client would refuse is refused.
-func preflightChange(c *change, files []File) (*roles.Report, error) {
+func preflightChange(c *Change, files []File) (*roles.Report, error) {
 	overlay := make([]roles.File, len(files))
 	for i, f := range files {
 		overlay[i] = roles.File{Path: f.Path, Data: f.Data}
 	}
 	margins := map[string]time.Duration{}
-	for _, r := range c.changed {
-		margins[r] = c.policy.Role(policyRole(c.policy, r)).Window.D()
+	for _, r := range c.Changed {
+		margins[r] = c.Policy.Role(policyRole(c.Policy, r)).Window.D()
 	}
-	report, err := preflight(c, overlay, roles.VerifyOptions{At: c.now, Margins: margins, CheckTargets: true}) // preflight.go
+	report, err := preflight(c, overlay, roles.VerifyOptions{At: c.At, Margins: margins, CheckTargets: true}) // preflight.go
 	if err != nil {
 		return nil, err
 	}

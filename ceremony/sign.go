@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -166,6 +167,15 @@ func (r *SignRequest) tally() []NeedTally {
 		out = append(out, t)
 	}
 	return out
+}
+
+// status says how far each need got: "root v2's keys: 1 signed, 2 needed, …".
+func (r *SignRequest) status() string {
+	var parts []string
+	for _, n := range r.tally() {
+		parts = append(parts, fmt.Sprintf("%s's keys: %d signed, %d needed", n.Of, n.Have, n.Threshold))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // SignatureError is a signature that cannot be used.
@@ -332,7 +342,9 @@ func (l *LocalSource) Sign(ctx context.Context, req *SignRequest) error {
 		if req.Done() {
 			return nil
 		}
-		if id, ok := l.S.uriKeyID(uri, req.Change.Records); ok && !req.Wanted(id) {
+		if id, ok := l.S.uriKeyID(uri, req.Change.Records); ok && !req.Trusts(id) {
+			return &MismatchError{URI: uri, KeyID: id, Role: req.Role, Trusted: req.Trusted()}
+		} else if ok && !req.Wanted(id) {
 			continue
 		}
 		k, err := open(ctx, uri)
@@ -377,5 +389,11 @@ func (l *LocalSource) sign(ctx context.Context, req *SignRequest, k *Key) error 
 		}
 		return &SignError{Role: req.Role, Key: objectOf(k.URI), Err: err}
 	}
-	return req.attach(k.ID(), sig)
+	if err := req.attach(k.ID(), sig); err != nil {
+		return err
+	}
+	if len(req.Step.Needs) > 1 && !req.Quiet {
+		req.Change.say(l.S, "%s v%d: %s", req.Role, roleVersion(req.Change.Repo, req.Role), req.status())
+	}
+	return nil
 }

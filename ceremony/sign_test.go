@@ -88,6 +88,7 @@ func (m *memRepo) change(t *testing.T, rs ...string) *Change {
 func TestSignThresholdMet(t *testing.T) {
 	m := newMemRepo(t)
 	c := m.change(t, RoleRoot, RoleTargets)
+	c.Steps[1].All = false // as hashed bins: stop at the threshold
 	tally, err := m.s.Sign(context.Background(), c, m.s.Local())
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +236,6 @@ func TestSignLastKeyOnlyIfNeeded(t *testing.T) {
 func TestSignFollowAndAll(t *testing.T) {
 	m := newMemRepo(t)
 	c := m.change(t, RoleRoot, RoleTargets)
-	c.Steps[1].All = true
 	pub, err := c.publishSteps()
 	if err != nil {
 		t.Fatal(err)
