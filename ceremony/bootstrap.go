@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/rootkeeper/rootkeeper/hsm"
 	"github.com/rootkeeper/rootkeeper/roles"
 )
@@ -293,7 +292,6 @@ func (s *Session) makeRepoDir(dir string) ([]string, error) {
 }
 
 func keyIDsOf(ids []string) []string { return append([]string(nil), ids...) }
-
 
 func (s *Session) confirm(summary string) error {
 	if s.UI == nil {

@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strings"
 
-
 	"github.com/rootkeeper/rootkeeper/hsm"
 	"github.com/rootkeeper/rootkeeper/roles"
 )

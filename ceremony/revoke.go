@@ -499,8 +499,6 @@ func roleMetadataText(changed int, rr *RevokedRole, removed, kept int) string {
 	return msg
 }
 
-
-
 func roleOrFirstBin(t roles.Trust) string {
 	if len(t.Bins) > 0 {
 		return t.Bins[0]
@@ -515,7 +513,6 @@ func trustNames(ts []roles.Trust) string {
 	}
 	return strings.Join(out, ", ")
 }
-
 
 func revokeSummary(dir string, rev *Revocation, needRoot bool) string {
 	var w strings.Builder
