@@ -141,6 +141,22 @@ func (st *resignState) open(ctx context.Context, s *Session, uri string) (*Key, 
 	return k, err
 }
 
+// Resigner re-signs many repositories with one session (ceremony/fleet):
+// a key that could not be opened is not tried again (no PIN prompt per
+// repository), and it reports no progress of its own.
+type Resigner struct {
+	s  *Session
+	st *resignState
+}
+
+// Resigner starts re-signing many repositories.
+func (s *Session) Resigner() *Resigner { return &Resigner{s: s, st: &resignState{quiet: true}} }
+
+// Resign is Session.Resign of one repository of many.
+func (r *Resigner) Resign(ctx context.Context, dir string, opts ResignOptions) (*ResignResult, error) {
+	return r.s.resign(ctx, dir, opts, r.st)
+}
+
 // Resign re-signs every role of the repository in dir that is inside its
 // re-signing window (or named in opts.Roles, or expired): each gets a new
 // version expiring after its lifetime from the policy, signed by its keys

@@ -203,6 +203,9 @@ func (e *SignatureError) Hint() string {
 func (s *Session) Sign(ctx context.Context, c *Change, sources ...SignatureSource) (*Tally, error) {
 	t := &Tally{}
 	for _, st := range c.Steps {
+		if st.Note != "" {
+			c.say(s, "%s", st.Note)
+		}
 		if st.Follow != nil {
 			if err := st.Follow(); err != nil {
 				return t, err
