@@ -129,38 +129,14 @@ func ResignBatch(ctx context.Context, s *ceremony.Session, dirs []string, opts B
 	if opts.DryRun && opts.At.IsZero() {
 		opts.At = s.Clock() // a dry run plans the whole batch as of one time
 	}
-	var stopped atomic.Bool
-	var stopOnce sync.Once
-	var stopReason string
-	jobs := make(chan string)
-	results := make(chan *ceremony.ResignResult)
+	b := &batch{s: s, rs: rs, opts: opts, notStarted: notStarted, jobs: make(chan string), results: make(chan *ceremony.ResignResult)}
+	jobs, results := b.jobs, b.results
 	var wg sync.WaitGroup
 	for range min(workers(opts.Workers), max(1, len(dirs))) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for dir := range jobs {
-				if stopped.Load() || ctx.Err() != nil {
-					at := notStarted
-					if at.IsZero() {
-						at = s.Clock()
-					}
-					results <- &ceremony.ResignResult{Repository: dir, At: at.UTC().Truncate(time.Second), Outcome: ceremony.OutcomeNotStarted}
-					continue
-				}
-				r, err := rs.Resign(ctx, dir, opts.ResignOptions)
-				var se *ceremony.SignError
-				if err != nil && (errors.As(err, &se) || ctx.Err() != nil) {
-					stopOnce.Do(func() {
-						stopReason = err.Error()
-						if ctx.Err() != nil {
-							stopReason = "interrupted: " + ctx.Err().Error()
-						}
-						stopped.Store(true)
-					})
-				}
-				results <- r
-			}
+			b.work(ctx)
 		}()
 	}
 	go func() {
@@ -174,29 +150,75 @@ func ResignBatch(ctx context.Context, s *ceremony.Session, dirs []string, opts B
 	done := 0
 	for r := range results {
 		done++
-		rep.Counts[r.Outcome]++
-		bins, counted := ceremony.BinsOfResign(r), map[string]bool{}
-		for _, role := range r.Resigned {
-			if set := bins.Set(role); set != "" {
-				role = set
-			}
-			if !counted[role] {
-				counted[role] = true
-				rep.Signed[role]++
-			}
-		}
-		switch r.Outcome {
-		case ceremony.OutcomeFailed, ceremony.OutcomeWaiting, ceremony.OutcomePartial, ceremony.OutcomeNotStarted:
-			rep.Attention = append(rep.Attention, r)
-		}
+		rep.add(r)
 		if opts.Progress != nil {
 			opts.Progress(done, len(dirs), r)
 		}
 	}
 	sort.Slice(rep.Attention, func(i, j int) bool { return rep.Attention[i].Repository < rep.Attention[j].Repository })
-	rep.Stopped = stopReason
+	rep.Stopped = b.stopReason
 	rep.Elapsed = ceremony.Seconds(time.Since(start).Round(time.Millisecond))
 	return rep
+}
+
+// batch is the state the workers of a ResignBatch share.
+type batch struct {
+	s          *ceremony.Session
+	rs         *ceremony.Resigner
+	opts       BatchOptions
+	notStarted time.Time
+	jobs       chan string
+	results    chan *ceremony.ResignResult
+	stopped    atomic.Bool
+	stopOnce   sync.Once
+	stopReason string
+}
+
+// work re-signs the repositories it is given until the batch stops (a
+// device failed while signing, or ctx ended); after that each is reported
+// not started.
+func (b *batch) work(ctx context.Context) {
+	for dir := range b.jobs {
+		if b.stopped.Load() || ctx.Err() != nil {
+			at := b.notStarted
+			if at.IsZero() {
+				at = b.s.Clock()
+			}
+			b.results <- &ceremony.ResignResult{Repository: dir, At: at.UTC().Truncate(time.Second), Outcome: ceremony.OutcomeNotStarted}
+			continue
+		}
+		r, err := b.rs.Resign(ctx, dir, b.opts.ResignOptions)
+		var se *ceremony.SignError
+		if err != nil && (errors.As(err, &se) || ctx.Err() != nil) {
+			b.stopOnce.Do(func() {
+				b.stopReason = err.Error()
+				if ctx.Err() != nil {
+					b.stopReason = "interrupted: " + ctx.Err().Error()
+				}
+				b.stopped.Store(true)
+			})
+		}
+		b.results <- r
+	}
+}
+
+// add counts one repository's result into the report.
+func (rep *BatchReport) add(r *ceremony.ResignResult) {
+	rep.Counts[r.Outcome]++
+	bins, counted := ceremony.BinsOfResign(r), map[string]bool{}
+	for _, role := range r.Resigned {
+		if set := bins.Set(role); set != "" {
+			role = set
+		}
+		if !counted[role] {
+			counted[role] = true
+			rep.Signed[role]++
+		}
+	}
+	switch r.Outcome {
+	case ceremony.OutcomeFailed, ceremony.OutcomeWaiting, ceremony.OutcomePartial, ceremony.OutcomeNotStarted:
+		rep.Attention = append(rep.Attention, r)
+	}
 }
 
 // ---------------------------------------------------------------------------
