@@ -32,7 +32,7 @@ type Shim struct {
 	// Control, Log and SignLog are the files named by
 	// PKCS11SHIM_CONTROL, PKCS11SHIM_LOG and PKCS11SHIM_SIGNLOG.
 	Control, Log, SignLog string
-	real         string
+	real                  string
 }
 
 // BuildShim compiles softhsm-test/pkcs11shim/pkcs11shim.c with gcc into
