@@ -121,6 +121,7 @@ func (b *BatchReport) Worst() Outcome {
 // already done are complete, the rest are untouched and reported as not
 // started, and running the same command again continues.
 func (s *Session) ResignBatch(ctx context.Context, dirs []string, opts BatchOptions) *BatchReport {
+	defer fleetGC()() // gctune.go
 	start := time.Now()
 	rep := &BatchReport{Total: len(dirs), Counts: map[Outcome]int{}, Signed: map[string]int{}}
 	st := &resignState{quiet: true}
@@ -213,6 +214,7 @@ type RepoStatus struct {
 // StatusMany reads the status of every repository in dirs at time at,
 // several at once; the result is in the order of dirs.
 func StatusMany(ctx context.Context, dirs []string, at time.Time, nworkers int) []RepoStatus {
+	defer fleetGC()() // gctune.go
 	out := make([]RepoStatus, len(dirs))
 	var next atomic.Int64
 	var wg sync.WaitGroup
