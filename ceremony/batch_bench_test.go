@@ -222,8 +222,10 @@ func BenchmarkStatusMany(b *testing.B) {
 	_, dirs := benchFleet(b, n)
 	prom := filepath.Join(b.TempDir(), "rootkeeper.prom")
 	ctx := context.Background()
+	var cpu time.Duration
 	b.ResetTimer()
 	for b.Loop() {
+		cpu0 := cpuTime()
 		sts := StatusMany(ctx, dirs, day(benchDay), 0)
 		if s := Summarize(sts); s.Due != n {
 			b.Fatalf("%+v", s)
@@ -231,6 +233,8 @@ func BenchmarkStatusMany(b *testing.B) {
 		if err := WritePrometheus(prom, day(benchDay), sts); err != nil {
 			b.Fatal(err)
 		}
+		cpu += cpuTime() - cpu0
 	}
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N)/float64(n), "cpu-µs/repo")
 	b.ReportMetric(float64(n), "repos")
 }

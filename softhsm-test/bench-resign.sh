@@ -45,5 +45,5 @@ awk '
 }
 /^BenchmarkStatusMany/ {
 	for (i = 3; i < NF; i++) w[$(i+1)] = $i
-	printf "status of %d repositories (with Prometheus metrics): %.1f s\n", w["repos"], w["ns/op"]/1e9
+	printf "status of %d repositories (with Prometheus metrics): %.1f s, CPU time %.0f µs per repository\n", w["repos"], w["ns/op"]/1e9, w["cpu-µs/repo"]
 }' "$tmp/out"
