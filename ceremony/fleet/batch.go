@@ -122,6 +122,7 @@ func (b *BatchReport) Worst() ceremony.Outcome {
 // already done are complete, the rest are untouched and reported as not
 // started, and running the same command again continues.
 func ResignBatch(ctx context.Context, s *ceremony.Session, dirs []string, opts BatchOptions) *BatchReport {
+	defer fleetGC()() // gctune.go
 	start := time.Now()
 	rep := &BatchReport{Total: len(dirs), Counts: map[ceremony.Outcome]int{}, Signed: map[string]int{}}
 	rs := s.Resigner()
@@ -236,6 +237,7 @@ type RepoStatus struct {
 // StatusMany reads the status of every repository in dirs at time at,
 // several at once; the result is in the order of dirs.
 func StatusMany(ctx context.Context, dirs []string, at time.Time, nworkers int) []RepoStatus {
+	defer fleetGC()() // gctune.go
 	out := make([]RepoStatus, len(dirs))
 	var next atomic.Int64
 	var wg sync.WaitGroup
