@@ -160,6 +160,9 @@ func (b *Backend) find(ctx context.Context, serial uint32, uri string) (*DeviceI
 			if len(found) > 0 {
 				msg += "; connected now: " + serials(found)
 			}
+			if len(busy) > 0 {
+				msg += "; held by another program (the YubiKey may be there): " + strings.Join(busy, ", ")
+			}
 			b.opts.Tell("%s", msg)
 			told = true
 		}
@@ -231,13 +234,19 @@ func (d *device) open(ctx context.Context, uri string) error {
 	if err != nil {
 		return err
 	}
-	// pcscd may not yet have released a connection that just closed (ours
-	// or another program's): retry a sharing violation for a moment.
+	// Another program may hold the card for a moment (a probe by serial,
+	// scdaemon, a connection pcscd has not yet released): wait for it,
+	// saying so once, for up to busyWait.
 	var c card
-	for deadline := time.Now().Add(3 * time.Second); ; {
+	told := false
+	for deadline := time.Now().Add(busyWait); ; {
 		c, err = openCard(info.Reader)
 		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
 			break
+		}
+		if !told && time.Now().Add(busyWait-time.Second).After(deadline) {
+			d.b.opts.Tell("%s is busy (another program holds it): waiting up to %s", d.name(), busyWait)
+			told = true
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -256,6 +265,9 @@ func (d *device) open(ctx context.Context, uri string) error {
 	d.card, d.info, d.reader, d.pinOK = rereading{c}, info, info.Reader, false
 	return nil
 }
+
+// busyWait is how long opening a card waits while another program holds it.
+const busyWait = 15 * time.Second
 
 // drop forgets a card that stopped answering. d.mu is held.
 func (d *device) drop() {

@@ -522,6 +522,25 @@ func TestOldFirmwareAndAbsentCard(t *testing.T) {
 	}
 	b.Close()
 
+	// Another program holds the card for a moment: finding it waits, and
+	// says which reader is held. (Between finding and opening, device.open
+	// waits up to busyWait for a reader that became busy.)
+	yk, err := piv.Open(c.Reader())
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := make(chan struct{})
+	go func() { time.Sleep(2 * time.Second); yk.Close(); close(released) }()
+	busy := openBackend(t, o)
+	if _, err := busy.Signer(ctx, uri); err != nil {
+		t.Fatalf("card held by another program for 2 s: %v", err)
+	}
+	<-released
+	busy.Close()
+	if !strings.Contains(n.String(), "held by another program (the YubiKey may be there): "+c.Reader()) {
+		t.Errorf("the officer was not told the card is busy:\n%s", n)
+	}
+
 	o.Getenv = func(k string) string {
 		if k == WaitEnv {
 			return "700ms"
