@@ -166,6 +166,7 @@ func (s *Session) InitWith(ctx context.Context, plan *Plan, dir string, initial 
 		b.Delegations = append(b.Delegations, roles.Delegation{Name: d.Name, Keys: rk.Keys, Threshold: d.Threshold, Paths: d.Paths, Terminating: d.Terminating})
 	}
 	b.Now = now
+	b.Anchor = headAnchor(0, "") // the first change: made on an empty transcript
 	repo, err := roles.New(b)
 	if err != nil {
 		return nil, err
@@ -233,6 +234,9 @@ func (s *Session) InitWith(ctx context.Context, plan *Plan, dir string, initial 
 		changed = append(changed, d.Name)
 	}
 	details := map[string]any{"plan_repository": plan.Repository, "root_threshold": plan.Roles.Root.Threshold, "root_keys": keyIDsOf(root.Signed.Roles[RoleRoot].KeyIDs), "require": require}
+	if plan.Digest != "" {
+		details["plan_sha256"] = plan.Digest
+	}
 	initial.addDetails(details)
 	if err := os.Mkdir(filepath.Join(dir, roles.TargetsDir), 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, &IOError{Op: "create", Path: filepath.Join(dir, roles.TargetsDir), Err: err}
