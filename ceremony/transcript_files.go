@@ -19,30 +19,38 @@ var anchorHint = "the signed anchors in metadata/ name the transcript the reposi
 func (c *transcriptCheck) checkAnchors() {
 	n := len(c.entries)
 	highest := -1
+	start := len(c.problems)
 	for _, p := range sortedDisk(c.disk) {
 		f := c.disk[p]
-		w := c.writer(p, f.hash)
+		w := c.writer(p, f)
 		a := f.anchor
+		if w == 0 && immutableMeta(p) && c.orphans.unreachable(p) {
+			continue // an interrupted run's leftover, never published: checkAccounted warns
+		}
 		switch {
 		case a == nil && w > 0 && c.entries[w-1].Schema > 0:
-			c.problem(TranscriptProblem{Check: "anchor", Seq: w, Path: p, Detail: fmt.Sprintf("%s carries no transcript anchor, but entry %d, which wrote it, is in the anchored format", p, w), Hint: anchorHint})
+			c.problem(TranscriptProblem{anchor: a, Check: "anchor", Seq: w, Path: p, Detail: fmt.Sprintf("%s carries no transcript anchor, but entry %d, which wrote it, is in the anchored format", p, w), Hint: anchorHint})
 		case a == nil:
 		case a.Seq > n:
-			c.problem(TranscriptProblem{Check: "anchor", Path: p, Detail: fmt.Sprintf("%s was signed on transcript entry %d, but the transcript has only %d: entries were removed from its end", p, a.Seq, n), Hint: anchorHint})
+			c.problem(TranscriptProblem{anchor: a, Check: "anchor", Path: p, Detail: fmt.Sprintf("%s was signed on transcript entry %d, but the transcript has only %d: entries were removed from its end", p, a.Seq, n), Hint: anchorHint})
 		case a.Seq > 0 && a.Head != "sha256:"+c.hashes[a.Seq-1]:
-			c.problem(TranscriptProblem{Check: "anchor", Seq: a.Seq, Path: p, Detail: fmt.Sprintf("%s was signed on transcript entry %d with head %s, but entry %d now hashes to %s: the transcript was rewritten after this version was signed",
+			c.problem(TranscriptProblem{anchor: a, Check: "anchor", Seq: a.Seq, Path: p, Detail: fmt.Sprintf("%s was signed on transcript entry %d with head %s, but entry %d now hashes to %s: the transcript was rewritten after this version was signed",
 				p, a.Seq, short(strings.TrimPrefix(a.Head, "sha256:")), a.Seq, short(c.hashes[a.Seq-1])), Hint: anchorHint})
 		case a.Seq == n:
-			c.problem(TranscriptProblem{Check: "anchor", Seq: n, Path: p, Detail: fmt.Sprintf("%s was signed on entry %d, the last one, so entry %d wrote it, but there is no entry %d: the last entry was removed", p, n, n+1, n+1), Hint: anchorHint})
+			c.problem(TranscriptProblem{anchor: a, Check: "anchor", Seq: n, Path: p, Detail: fmt.Sprintf("%s was signed on entry %d, the last one, so entry %d wrote it, but there is no entry %d: the last entry was removed", p, n, n+1, n+1), Hint: anchorHint})
 		case w > 0 && w != a.Seq+1:
-			c.problem(TranscriptProblem{Check: "anchor", Seq: w, Path: p, Detail: fmt.Sprintf("%s was signed on entry %d, so entry %d wrote it, but the transcript says entry %d did: entries were moved or inserted", p, a.Seq, a.Seq+1, w), Hint: anchorHint})
+			c.problem(TranscriptProblem{anchor: a, Check: "anchor", Seq: w, Path: p, Detail: fmt.Sprintf("%s was signed on entry %d, so entry %d wrote it, but the transcript says entry %d did: entries were moved or inserted", p, a.Seq, a.Seq+1, w), Hint: anchorHint})
 		case w > 0 && c.entries[w-1].Schema == 0:
-			c.problem(TranscriptProblem{Check: "anchor", Seq: w, Path: p, Detail: fmt.Sprintf("%s carries an anchor, but entry %d, which wrote it, is in the old format: the entry was rewritten", p, w), Hint: anchorHint})
+			c.problem(TranscriptProblem{anchor: a, Check: "anchor", Seq: w, Path: p, Detail: fmt.Sprintf("%s carries an anchor, but entry %d, which wrote it, is in the old format: the entry was rewritten", p, w), Hint: anchorHint})
 		}
 		if a != nil && a.Seq <= n {
 			highest = max(highest, a.Seq)
 		}
 	}
+	// The earliest entry an anchor contradicts first: where the
+	// transcript the metadata was signed on and this one part.
+	found := c.problems[start:]
+	sort.SliceStable(found, func(i, j int) bool { return anchorSeq(found[i]) < anchorSeq(found[j]) })
 	c.coverage(highest)
 }
 
@@ -66,6 +74,14 @@ func (c *transcriptCheck) coverage(highest int) {
 	case n > highest+1:
 		c.rep.Warnings = append(c.rep.Warnings, fmt.Sprintf("entries %d to %d are not covered by a signature yet: the next change that signs metadata anchors them", highest+1, n))
 	}
+}
+
+// anchorSeq is the entry an anchor problem is about, for its order.
+func anchorSeq(p TranscriptProblem) int {
+	if p.anchor != nil {
+		return p.anchor.Seq
+	}
+	return p.Seq
 }
 
 func sortedDisk(m map[string]diskFile) []string {
@@ -111,10 +127,10 @@ func (c *transcriptCheck) checkMetadataWritten(p string, ws []fileWrite) {
 	switch {
 	case !ok:
 		c.problem(TranscriptProblem{Check: "files", Seq: last.seq, Path: p, Detail: fmt.Sprintf("%s, written by entry %d, is missing", p, last.seq), Hint: filesHint})
-	case immutableMeta(p) && c.writer(p, f.hash) == 0:
+	case immutableMeta(p) && c.writer(p, f) == 0:
 		c.problem(TranscriptProblem{Check: "files", Seq: last.seq, Path: p, Detail: fmt.Sprintf("%s is not the file entry %d wrote (sha256 %s, now %s): it was replaced after it was written", p, last.seq, short(last.hash), short(f.hash)), Hint: filesHint})
-	case !immutableMeta(p) && f.hash != last.hash:
-		w := c.writer(p, f.hash)
+	case !immutableMeta(p) && !last.matches(f):
+		w := c.writer(p, f)
 		what := "no entry wrote these bytes"
 		if w > 0 {
 			what = fmt.Sprintf("these bytes are entry %d's, an older version", w)
@@ -140,7 +156,7 @@ func (c *transcriptCheck) checkOtherWritten(p string, last fileWrite) {
 func (c *transcriptCheck) checkAccounted() {
 	for _, p := range sortedDisk(c.disk) {
 		f := c.disk[p]
-		if c.writer(p, f.hash) > 0 {
+		if c.writer(p, f) > 0 {
 			continue
 		}
 		if _, written := c.writes[p]; written && !immutableMeta(p) {

@@ -3,9 +3,12 @@ package ceremony
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -25,13 +28,14 @@ type TranscriptProblem struct {
 	Path   string `json:"path,omitempty"` // the file, when one is at fault
 	Detail string `json:"detail"`
 	Hint   string `json:"hint,omitempty"`
+
+	anchor *roles.Anchor // of an anchor problem: orders them
 }
 
 // TranscriptReport is the verdict of transcript verify on one repository.
 type TranscriptReport struct {
-	SchemaVersion int    `json:"schema_version"`
-	Repository    string `json:"repository"`
-	OK            bool   `json:"ok"`
+	Repository string `json:"repository"`
+	OK         bool   `json:"ok"`
 	// Identity is "sha256:HEX" of metadata/1.root.json.
 	Identity string `json:"identity,omitempty"`
 	Entries  int    `json:"entries"`
@@ -70,15 +74,23 @@ func (e *TranscriptError) Hint() string {
 
 // diskFile is a file of metadata/ as it is now.
 type diskFile struct {
-	hash   string
-	anchor *roles.Anchor
-	err    error // not metadata rootkeeper can read
+	hash    string
+	payload string // of its signed object, when it is metadata
+	anchor  *roles.Anchor
+	err     error // not metadata rootkeeper can read
 }
 
 // fileWrite is one entry's write of a file.
 type fileWrite struct {
-	seq  int
-	hash string
+	seq     int
+	hash    string
+	payload string // of the signed object, as the entry records it ("" in old entries)
+}
+
+// matches reports whether f is what w wrote: the same bytes, or the same
+// signed payload (a file reformatted, its signed content untouched).
+func (w fileWrite) matches(f diskFile) bool {
+	return w.hash == f.hash || (w.payload != "" && w.payload == f.payload)
 }
 
 // transcriptCheck holds what VerifyTranscript has read.
@@ -106,7 +118,7 @@ func VerifyTranscript(dir string) (*TranscriptReport, error) {
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return nil, &RepoError{Dir: dir, Detail: "no such directory", HintText: "check --repo"}
 	}
-	c := &transcriptCheck{dir: dir, rep: &TranscriptReport{SchemaVersion: SchemaVersion, Repository: dir, Unanchored: []int{}},
+	c := &transcriptCheck{dir: dir, rep: &TranscriptReport{Repository: dir, Unanchored: []int{}},
 		writes: map[string][]fileWrite{}, removed: map[string]int{}, orphans: &orphanCheck{dir: dir}}
 	if pendingJournal(dir) {
 		c.problem(TranscriptProblem{Check: "journal", Detail: "an interrupted change is pending (" + JournalFile + "): its files are not all in place yet",
@@ -269,15 +281,16 @@ func (c *transcriptCheck) readMetadata() error {
 			continue
 		}
 		p := roles.MetadataDir + "/" + d.Name()
-		data, err := os.ReadFile(filepath.Join(c.dir, roles.MetadataDir, d.Name()))
+		f, data, err := readMetadataFile(filepath.Join(c.dir, roles.MetadataDir, d.Name()))
 		if err != nil {
 			return &IOError{Op: "read", Path: p, Err: err}
 		}
-		f := diskFile{hash: sha256hex(data)}
-		if info, err := roles.ReadSigned(data); err != nil {
+		if data == nil {
+			f.err = fmt.Errorf("larger than any metadata a client reads")
+		} else if info, err := roles.ReadSigned(data); err != nil {
 			f.err = err
 		} else {
-			f.anchor = info.Anchor
+			f.anchor, f.payload = info.Anchor, info.Payload
 		}
 		c.disk[p] = f
 	}
@@ -285,12 +298,46 @@ func (c *transcriptCheck) readMetadata() error {
 	return nil
 }
 
+// maxMetadataRead is the largest metadata file read whole: 4 times the
+// largest any client accepts (targets, 5 MB); a larger one is only hashed.
+const maxMetadataRead = 20 << 20
+
+// readMetadataFile hashes a file of metadata/ and returns its bytes, or
+// nil bytes for a file too large to be metadata (hashed as it streams).
+func readMetadataFile(path string) (diskFile, []byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return diskFile{}, nil, err
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return diskFile{}, nil, err
+	}
+	if fi.Size() > maxMetadataRead {
+		h := sha256.New()
+		if _, err := io.Copy(h, fh); err != nil {
+			return diskFile{}, nil, err
+		}
+		return diskFile{hash: hex.EncodeToString(h.Sum(nil))}, nil, nil
+	}
+	data, err := io.ReadAll(fh)
+	if err != nil {
+		return diskFile{}, nil, err
+	}
+	return diskFile{hash: sha256hex(data)}, data, nil
+}
+
 // collectWrites gathers every write and removal the entries record
 // (removals: the removed list, or details.removed of an old repair).
 func (c *transcriptCheck) collectWrites() {
 	for _, e := range c.entries {
+		payloads := map[string]string{}
+		for _, s := range e.Signed {
+			payloads[s.Path] = s.Payload
+		}
 		for _, p := range sortedFiles(e.Files) {
-			c.writes[p] = append(c.writes[p], fileWrite{seq: e.Seq, hash: e.Files[p]})
+			c.writes[p] = append(c.writes[p], fileWrite{seq: e.Seq, hash: e.Files[p], payload: payloads[p]})
 		}
 		for _, p := range e.Removed {
 			c.removed[p] = e.Seq
@@ -316,11 +363,11 @@ func sortedFiles(m map[string]string) []string {
 	return out
 }
 
-// writer is the last entry that wrote path with hash, 0 if none did.
-func (c *transcriptCheck) writer(path, hash string) int {
+// writer is the last entry that wrote f at path, 0 if none did.
+func (c *transcriptCheck) writer(path string, f diskFile) int {
 	ws := c.writes[path]
 	for i := len(ws) - 1; i >= 0; i-- {
-		if ws[i].hash == hash {
+		if ws[i].matches(f) {
 			return ws[i].seq
 		}
 	}
