@@ -70,7 +70,7 @@ func (c *transcriptCheck) coverage(highest int) {
 	switch {
 	case n == 0:
 	case highest < 0:
-		c.rep.Warnings = append(c.rep.Warnings, fmt.Sprintf("no metadata carries a transcript anchor yet (%d %s written by an older rootkeeper): the chain alone vouches for them until the next change anchors them all", c.rep.Legacy, plural(c.rep.Legacy, "entry", "entries")))
+		c.rep.Warnings = append(c.rep.Warnings, fmt.Sprintf("no metadata carries a transcript anchor yet (%s written by an older rootkeeper): the chain alone vouches for them until the next change anchors them all", plural(c.rep.Legacy, "1 entry", "entries")))
 	case n > highest+1:
 		c.rep.Warnings = append(c.rep.Warnings, fmt.Sprintf("entries %d to %d are not covered by a signature yet: the next change that signs metadata anchors them", highest+1, n))
 	}

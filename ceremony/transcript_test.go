@@ -308,3 +308,23 @@ func marshalLine(v any) (string, error) {
 	b, err := json.Marshal(v)
 	return string(b), err
 }
+
+// TestTranscriptLegacyThenAnchored: a repository of an older rootkeeper
+// (entries 1 to 3 without anchors, made by the version before this one)
+// where this version published twice: the legacy entries verify, and the
+// first anchor covers them, so rewriting one of them is caught.
+func TestTranscriptLegacyThenAnchored(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	copyTree(t, "testdata/legacy-repo", dir)
+	rep, err := VerifyTranscript(dir)
+	if err != nil || !rep.OK || rep.Entries != 5 || rep.Legacy != 3 || rep.AnchoredThrough != 4 {
+		t.Fatalf("%v %+v", err, rep)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(readTranscriptFile(t, dir)), "\n"), "\n")
+	lines[1] = strings.Replace(lines[1], `"operator":"`, `"operator":"mallory-`, 1)
+	writeLines(t, dir, rechain(t, lines))
+	rep, err = VerifyTranscript(dir)
+	if err != nil || rep.OK || !strings.Contains(rep.Problems[0].Detail, "was signed on transcript entry 3 with head") {
+		t.Fatalf("%v %+v", err, rep.Problems)
+	}
+}
