@@ -80,7 +80,7 @@ func readTranscript(dir string, now time.Time) ([]byte, []Entry, error) {
 	entries, err := ParseTranscript(old)
 	if err != nil {
 		return nil, nil, &RepoError{Dir: dir, Detail: "the ceremony transcript is damaged", Err: err,
-			HintText: "the transcript is tamper-evident: find out who changed " + TranscriptFile + " before going on; nothing was opened or written"}
+			HintText: "the transcript is tamper-evident: run rootkeeper transcript verify --repo " + dir + " and find out who changed " + TranscriptFile + " before going on; nothing was opened or written"}
 	}
 	// Whole seconds: metadata times are (re-signing truncates its clock),
 	// and two runs within one second are in order.

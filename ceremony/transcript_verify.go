@@ -106,7 +106,10 @@ type transcriptCheck struct {
 	problems []TranscriptProblem
 }
 
-func (c *transcriptCheck) problem(p TranscriptProblem) { c.problems = append(c.problems, p) }
+func (c *transcriptCheck) problem(p TranscriptProblem) {
+	p.Hint = strings.ReplaceAll(p.Hint, "--repo DIR", "--repo "+c.dir)
+	c.problems = append(c.problems, p)
+}
 
 // VerifyTranscript checks dir's transcript offline, with no device: its
 // chain and time order; that it belongs to this repository; that every

@@ -40,6 +40,7 @@ var normalizers = []struct {
 	{regexp.MustCompile(`\b[0-9a-f]{12}\b`), "KEYID"},
 	{regexp.MustCompile(`\b\d\.\d+e\+09\b`), "UNIXTIME"},
 	{regexp.MustCompile(`\bin \d+ms\b`), "in Nms"},
+	{regexp.MustCompile(`\bby [^\s@]+@[^\s.]+`), "by USER@HOST"}, // audit: the operator and host of a transcript entry
 }
 
 // normalize rewrites text for golden comparison; an iCalendar file (CRLF)

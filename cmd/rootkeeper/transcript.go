@@ -85,6 +85,9 @@ named) or the repository could not be read.`,
 func (a *app) printTranscriptVerify(rep *ceremony.TranscriptReport) {
 	w := a.stdout
 	fmt.Fprintf(w, "%s:\n", rep.Repository)
+	if !rep.OK && (rep.Problems[0].Check == "chain" || rep.Problems[0].Check == "journal") {
+		return // nothing after the break can be read as the transcript
+	}
 	legacy := ""
 	if rep.Legacy > 0 {
 		legacy = fmt.Sprintf(" (%d written before anchoring)", rep.Legacy)
