@@ -46,7 +46,7 @@ type SignatureRecord struct {
 	Serial string `json:"serial,omitempty"`
 	// Evidence is "sha256:HEX" of the canonical JSON of the record's
 	// evidence: audit compares it with the record as it is now.
-	Evidence string `json:"evidence,omitempty"`
+	Evidence string `json:"evidence_digest,omitempty"`
 	// Via says how the signature reached the ceremony when it was not
 	// made on a device plugged into this machine: "bundle:sha256:HEX" for
 	// a signing bundle. Empty: made here.
