@@ -135,12 +135,12 @@ func VerifyTranscript(dir string) (*TranscriptReport, error) {
 	if !c.parse(data) {
 		return c.finish(), nil
 	}
+	c.collectWrites()
 	if err := c.readMetadata(); err != nil {
 		return nil, err
 	}
 	c.checkEntries()
 	c.checkIdentity()
-	c.collectWrites()
 	c.checkAnchors()
 	c.checkWritten()
 	c.checkAccounted()
@@ -288,12 +288,17 @@ func (c *transcriptCheck) readMetadata() error {
 		if err != nil {
 			return &IOError{Op: "read", Path: p, Err: err}
 		}
-		if data == nil {
+		switch {
+		case data == nil:
 			f.err = fmt.Errorf("larger than any metadata a client reads")
-		} else if info, err := roles.ReadSigned(data); err != nil {
-			f.err = err
-		} else {
-			f.anchor, f.payload = info.Anchor, info.Payload
+		case c.wroteBytes(p, f.hash):
+			f.anchor, f.err = roles.ReadAnchor(data)
+		default: // not the bytes written: is it the payload written?
+			if info, err := roles.ReadSigned(data); err != nil {
+				f.err = err
+			} else {
+				f.anchor, f.payload = info.Anchor, info.Payload
+			}
 		}
 		c.disk[p] = f
 	}
@@ -364,6 +369,16 @@ func sortedFiles(m map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// wroteBytes reports whether an entry wrote exactly these bytes at path.
+func (c *transcriptCheck) wroteBytes(path, hash string) bool {
+	for _, w := range c.writes[path] {
+		if w.hash == hash {
+			return true
+		}
+	}
+	return false
 }
 
 // writer is the last entry that wrote f at path, 0 if none did.

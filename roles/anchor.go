@@ -102,6 +102,30 @@ func ReadSigned(data []byte) (*SignedInfo, error) {
 	return info, nil
 }
 
+// ReadAnchor reads only a metadata file's anchor (nil: none), without the
+// payload digest ReadSigned computes.
+func ReadAnchor(data []byte) (*Anchor, error) {
+	var md struct {
+		Signed *struct {
+			Anchor json.RawMessage `json:"x-rootkeeper-transcript"`
+		} `json:"signed"`
+	}
+	if err := json.Unmarshal(data, &md); err != nil {
+		return nil, fmt.Errorf("not TUF metadata: %v", err)
+	}
+	if md.Signed == nil {
+		return nil, fmt.Errorf("not TUF metadata: no signed object")
+	}
+	if md.Signed.Anchor == nil {
+		return nil, nil
+	}
+	var raw any
+	if err := json.Unmarshal(md.Signed.Anchor, &raw); err != nil {
+		return nil, err
+	}
+	return parseAnchor(raw)
+}
+
 // canonical returns the canonical JSON of the file's signed object, as
 // keys sign it (numbers kept exact).
 func canonical(data []byte) ([]byte, error) {
