@@ -93,7 +93,7 @@ func readTranscript(dir string, now time.Time) ([]byte, []Entry, error) {
 
 // appendTranscript returns the transcript file with an entry for this
 // change appended.
-func appendTranscript(dir string, now time.Time, op string, details map[string]any, written []File) (File, error) {
+func appendTranscript(dir string, now time.Time, op string, details map[string]any, written []File, opts ...entryOption) (File, error) {
 	old, entries, err := readTranscript(dir, now)
 	if err != nil {
 		return File{}, err
@@ -112,7 +112,7 @@ func appendTranscript(dir string, now time.Time, op string, details map[string]a
 	}
 	e.Prev = lastLineHash(old)
 	e.Anchor = headAnchor(len(entries), e.Prev)
-	if err := recordSigned(dir, &e, written); err != nil { // transcript_entry.go
+	if err := recordSigned(dir, &e, written, opts...); err != nil { // transcript_entry.go
 		return File{}, err
 	}
 	line, err := json.Marshal(e)

@@ -76,7 +76,11 @@ func headAnchor(n int, prev string) *roles.Anchor {
 // signatures, taken from the final bytes (not from the signing loop). A
 // metadata file without the entry's anchor is refused: every version
 // rootkeeper makes carries it (roles.Repo.Anchor).
-func recordSigned(dir string, e *Entry, written []File) error {
+func recordSigned(dir string, e *Entry, written []File, opts ...entryOption) error {
+	var in entryInputs
+	for _, o := range opts {
+		o(&in)
+	}
 	byPath := map[string][]byte{}
 	for _, f := range written {
 		if !f.Remove {
@@ -109,11 +113,28 @@ func recordSigned(dir string, e *Entry, written []File) error {
 		}
 		rec := SignedRecord{Path: p, Role: roleOfPath(p, info.Type), Version: info.Version, Payload: info.Payload, Signatures: []SignatureRecord{}}
 		for _, id := range info.KeyIDs {
-			rec.Signatures = append(rec.Signatures, keys.record(id))
+			sig := keys.record(id)
+			sig.Via = in.via[p+" "+id]
+			rec.Signatures = append(rec.Signatures, sig)
 		}
 		e.Signed = append(e.Signed, rec)
 	}
 	return nil
+}
+
+// entryInputs is what a change tells the transcript besides its files.
+type entryInputs struct {
+	via map[string]string // "PATH KEYID" → how that signature came (SignatureRecord.Via)
+}
+
+// entryOption adds an input to appendTranscript.
+type entryOption func(*entryInputs)
+
+// signedVia records, for signatures that did not come from a device on
+// this machine, how they came: via["metadata/3.root.json KEYID"] =
+// "bundle:sha256:…" (signing bundles). Signatures not named are "made here".
+func signedVia(via map[string]string) entryOption {
+	return func(in *entryInputs) { in.via = via }
 }
 
 // roleOfPath is the role a metadata file is of: its name without the

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rootkeeper/rootkeeper/roles"
 )
@@ -326,5 +327,42 @@ func TestTranscriptLegacyThenAnchored(t *testing.T) {
 	rep, err = VerifyTranscript(dir)
 	if err != nil || rep.OK || !strings.Contains(rep.Problems[0].Detail, "was signed on transcript entry 3 with head") {
 		t.Fatalf("%v %+v", err, rep.Problems)
+	}
+}
+
+// TestTranscriptEntryAnchorAndVia: an entry refuses metadata that does not
+// carry the head it is appended to, and records how a signature came when
+// the change says so (signing bundles).
+func TestTranscriptEntryAnchorAndVia(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	copyTree(t, "testdata/legacy-repo", dir)
+	ts, err := os.ReadFile(filepath.Join(dir, "metadata", "timestamp.json")) // made on entry 4, written by entry 5
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := roles.ReadSigned(ts)
+	if err != nil || info.Anchor == nil || info.Anchor.Seq != 4 {
+		t.Fatalf("%v %+v", err, info)
+	}
+	now := time.Now()
+	_, err = appendTranscript(dir, now, "test", nil, []File{{Path: "metadata/timestamp.json", Data: ts}})
+	if err == nil || !strings.Contains(err.Error(), "not the transcript head it was made on") {
+		t.Fatalf("metadata made on another head: %v", err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(readTranscriptFile(t, dir)), "\n"), "\n")
+	writeLines(t, dir, lines[:4])
+	via := "bundle:sha256:" + strings.Repeat("0", 64)
+	f, err := appendTranscript(dir, now, "test", nil, []File{{Path: "metadata/timestamp.json", Data: ts}},
+		signedVia(map[string]string{"metadata/timestamp.json " + info.KeyIDs[0]: via}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := ParseTranscript(f.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := entries[len(entries)-1]
+	if len(e.Signed) != 1 || e.Signed[0].Payload != info.Payload || e.Signed[0].Signatures[0].Via != via || e.Removed != nil {
+		t.Fatalf("entry %+v", e)
 	}
 }
