@@ -173,7 +173,7 @@ func (k *keyLookup) record(id string) SignatureRecord {
 				continue
 			}
 		}
-		if dev, ok := deviceOf(data); ok {
+		if dev, ok := recordDevice(data); ok {
 			dev.KeyID = id
 			r = dev
 			break
@@ -183,9 +183,9 @@ func (k *keyLookup) record(id string) SignatureRecord {
 	return r
 }
 
-// deviceOf reads the device kind, serial and evidence digest of a key
+// recordDevice reads the device kind, serial and evidence digest of a key
 // record file.
-func deviceOf(data []byte) (SignatureRecord, bool) {
+func recordDevice(data []byte) (SignatureRecord, bool) {
 	var rec struct {
 		Evidence json.RawMessage `json:"evidence"`
 	}

@@ -41,14 +41,15 @@ func (v *verifier) checkEncoding(role, file, label string, signed any) {
 	if raw == nil {
 		return
 	}
-	var doc struct {
-		Signed json.RawMessage `json:"signed"`
-	}
-	if json.Unmarshal(raw, &doc) != nil {
+	// One decoding of the whole file (go-tuf parsed it, so it is one
+	// JSON object); its "signed" member is what is compared.
+	whole, err := decodeNumbers(raw)
+	if err != nil {
 		return // go-tuf parsed it: cannot happen
 	}
-	fileVal, err := decodeNumbers(doc.Signed)
-	if err != nil {
+	top, _ := whole.(map[string]any)
+	fileVal, ok := top["signed"]
+	if !ok {
 		return
 	}
 	if p, detail := checkNumbers("signed", fileVal); p != "" {

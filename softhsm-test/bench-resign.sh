@@ -1,12 +1,15 @@
 #!/bin/sh
 # The scheduled job at scale (docs/performance.md, "Re-signing many
 # repositories"). Runs, in one process:
-#   ceremony BenchmarkResignBatch  REPOS repositories whose root is due, re-signed
+#   ceremony/fleet BenchmarkResignBatch  REPOS repositories whose root is due, re-signed
 #                                  with one SoftHSM P-256 root key in one session,
 #                                  and the raw C_SignInit+C_Sign floor for as many
-#                                  signatures, measured in the same run
-#   ceremony BenchmarkStatusMany   status (and Prometheus metrics) of REPOS repositories
-# and prints the time per repository, the ratio to the floor, the live heap
+#                                  signatures and a bare go-tuf v2 loop over copies
+#                                  of the same repositories with the same key (load,
+#                                  bump, sign through crypto.Signer, write; no
+#                                  checks), measured in the same run
+#   ceremony/fleet BenchmarkStatusMany   status (and Prometheus metrics) of REPOS repositories
+# and prints the time per repository, the ratios to the floor and to the loop, the live heap
 # at 10% and 100% of the batch, and the allocations per repository.
 #
 #   REPOS=10000     number of repositories
@@ -23,7 +26,7 @@ if [ -z "${DIR:-}" ]; then
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-go test -c -o "$tmp/ceremony.test" ./ceremony
+go test -c -o "$tmp/ceremony.test" ./ceremony/fleet
 set -- -test.run '^$' -test.bench '^(BenchmarkResignBatch|BenchmarkStatusMany)$' -test.benchtime 1x -test.benchmem
 [ -n "${PROFILE:-}" ] && set -- "$@" -test.cpuprofile "$PROFILE"
 ROOTKEEPER_BENCH_REPOS=$REPOS ROOTKEEPER_BENCH_DIR=$DIR ROOTKEEPER_BENCH_JOBS=${JOBS:-} \
@@ -35,10 +38,12 @@ awk '
 	for (i = 3; i < NF; i++) v[$(i+1)] = $i
 	n = v["repos"]
 	printf "resign batch:  %.1f s, %.0f µs per repository; raw C_Sign floor %.1f µs per signature (%.2f s for %d)\n", v["ns/op"]/1e9, v["µs/repo"], v["floor-µs/sig"], v["floor-µs/sig"]*n/1e6, n
+	printf "bare go-tuf loop: %.1f s, %.0f µs per repository\n", v["loop-µs/repo"]*n/1e6, v["loop-µs/repo"]
 	printf "ratio to the floor: %.1fx (wall time); CPU time %.0f µs per repository\n", v["x-floor"], v["cpu-µs/repo"]
+	printf "ratio to the go-tuf loop: %.2fx (wall time), %.2fx (CPU time)\n", v["x-loop"], v["x-loop-cpu"]
 	printf "live heap: %.1f MB at 10%% of the batch, %.1f MB at 100%%; %.0f allocations and %.0f kB allocated per repository\n", v["heapMB@10%"], v["heapMB@100%"], v["allocs/op"]/n, v["B/op"]/n/1024
 }
 /^BenchmarkStatusMany/ {
 	for (i = 3; i < NF; i++) w[$(i+1)] = $i
-	printf "status of %d repositories (with Prometheus metrics): %.1f s\n", w["repos"], w["ns/op"]/1e9
+	printf "status of %d repositories (with Prometheus metrics): %.1f s, CPU time %.0f µs per repository\n", w["repos"], w["ns/op"]/1e9, w["cpu-µs/repo"]
 }' "$tmp/out"

@@ -206,6 +206,7 @@ func shimEnv(env *testscript.Env, shim, module string) {
 	env.Setenv(softhsm.ShimModuleEnv, module)
 	env.Setenv(softhsm.ShimControlEnv, filepath.Join(env.WorkDir, ".shim-control"))
 	env.Setenv(softhsm.ShimLogEnv, filepath.Join(env.WorkDir, ".logins"))
+	env.Setenv(softhsm.ShimSignLogEnv, filepath.Join(env.WorkDir, ".signs"))
 }
 
 // withPINCmds adds to cmds the commands of the PIN and retry-counter
@@ -241,6 +242,11 @@ func withPINCmds(cmds map[string]func(ts *testscript.TestScript, neg bool, args 
 			}
 			ts.Check(os.WriteFile(log, nil, 0o600))
 		},
+		// signs N [TOKEN [KEY]] fails unless the shim saw N signatures (by
+		// keys on TOKEN, labelled KEY, if given) since the last signs N, or
+		// if any key signed the same data twice; signs N counts anew
+		// (signs_test.go, device_ops.txtar).
+		"signs": signsCmd,
 		// p11keypair TOKEN LABEL ID [USAGE...] makes a P-256 key pair with
 		// pkcs11-tool, around rootkeeper (SoftHSM lets its private key
 		// also decrypt and unwrap unless told otherwise).

@@ -26,6 +26,11 @@ import (
 //	vcard retries NAME N                     the card has N PIN tries left
 //	vcard mark NAME                          remember the card's count of PIN VERIFYs
 //	vcard noverify NAME                      fail if a PIN was sent since vcard mark
+//	vcard ops NAME VERIFIES SIGNS TOUCHES    fail unless the card received that many PIN
+//	                                         VERIFYs, made that many signatures and was
+//	                                         touched that many times since the last vcard
+//	                                         ops (or start), or signed one input twice;
+//	vcard ops NAME                           only starts counting
 //
 // The first vcard start takes both vpcd slots' locks for the whole script:
 // finding a YubiKey by serial looks into every reader. Scripts begin with
@@ -35,6 +40,7 @@ type vcardScript struct {
 	ca    *pivcard.CA
 	cards map[string]*pivcard.Card
 	marks map[string]int
+	ops   map[string]opsMark
 }
 
 var (
@@ -103,6 +109,8 @@ func vcardCmd(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	case "mark":
 		vs.marks[args[1]] = card().Stats().PINVerifies
+	case "ops":
+		vcardOps(ts, vs, card(), args)
 	case "noverify":
 		if n := card().Stats().PINVerifies - vs.marks[args[1]]; n != 0 {
 			ts.Fatalf("card %s received %d PIN VERIFY since vcard mark", args[1], n)
@@ -154,7 +162,7 @@ func vcardSetup(ts *testscript.TestScript) *vcardScript {
 	ts.Check(os.WriteFile(caFile, ca.PEM(), 0o644))
 	ts.Setenv("CA", caFile)
 	ts.Setenv("ROOTKEEPER_YUBIKEY_WAIT", "0")
-	vs := &vcardScript{ca: ca, cards: map[string]*pivcard.Card{}, marks: map[string]int{}}
+	vs := &vcardScript{ca: ca, cards: map[string]*pivcard.Card{}, marks: map[string]int{}, ops: map[string]opsMark{}}
 	vcardMu.Lock()
 	vcardScripts[ts] = vs
 	vcardMu.Unlock()

@@ -3,6 +3,7 @@ package yubikey
 import (
 	"crypto"
 	"crypto/x509"
+	"errors"
 	"unsafe"
 
 	"github.com/go-piv/piv-go/v2/piv"
@@ -49,4 +50,42 @@ func pinString(pin []byte) string {
 		return ""
 	}
 	return unsafe.String(&pin[0], len(pin))
+}
+
+// rereading is a card whose reads of public objects (attestations and
+// certificates) are tried a second time when the first fails for a reason
+// other than an absent object or a PIN. Such a read is idempotent and
+// spends no PIN try; a response lost in the middle of a chain (GET
+// RESPONSE answered 6985 because the reader or another program reset the
+// card's state between two parts) is then not a failed ceremony.
+type rereading struct{ card }
+
+// againAfter reports whether a failed public read may be tried again.
+func againAfter(err error) bool {
+	var ae piv.AuthErr
+	return err != nil && !errors.Is(err, piv.ErrNotFound) && !errors.As(err, &ae)
+}
+
+func (c rereading) Attest(slot piv.Slot) (*x509.Certificate, error) {
+	cert, err := c.card.Attest(slot)
+	if againAfter(err) {
+		cert, err = c.card.Attest(slot)
+	}
+	return cert, err
+}
+
+func (c rereading) AttestationCertificate() (*x509.Certificate, error) {
+	cert, err := c.card.AttestationCertificate()
+	if againAfter(err) {
+		cert, err = c.card.AttestationCertificate()
+	}
+	return cert, err
+}
+
+func (c rereading) Certificate(slot piv.Slot) (*x509.Certificate, error) {
+	cert, err := c.card.Certificate(slot)
+	if againAfter(err) {
+		cert, err = c.card.Certificate(slot)
+	}
+	return cert, err
 }

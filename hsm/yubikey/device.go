@@ -253,7 +253,7 @@ func (d *device) open(ctx context.Context, uri string) error {
 			Err:      err,
 			HintText: "leave the YubiKeys in place during a ceremony, and run the command again"}
 	}
-	d.card, d.info, d.reader, d.pinOK = c, info, info.Reader, false
+	d.card, d.info, d.reader, d.pinOK = rereading{c}, info, info.Reader, false
 	return nil
 }
 

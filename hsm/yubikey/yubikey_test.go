@@ -383,6 +383,32 @@ func TestAttestationRefusals(t *testing.T) {
 		t.Fatalf("attestation of another key: %v", err)
 	}
 	b3.Close()
+
+	// A response lost in the middle of its chain (GET RESPONSE answered
+	// 6985) is read once more; lost twice, the status is reported.
+	for _, losses := range []int{1, 2} {
+		lossy := &lossyCard{losses: losses}
+		openCard = func(reader string) (card, error) {
+			c, err := real(reader)
+			if err != nil {
+				return nil, err
+			}
+			lossy.card = c
+			return lossy, nil
+		}
+		b4 := openBackend(t, o)
+		_, err = b4.Signer(ctx, uri)
+		b4.Close()
+		if losses == 1 && err != nil {
+			t.Fatalf("one lost response: %v", err)
+		}
+		if losses == 2 && (!errors.Is(err, hsm.ErrDevice) || !strings.Contains(err.Error(), "status 6985")) {
+			t.Fatalf("two lost responses: %v", err)
+		}
+		if lossy.reads != 2 {
+			t.Fatalf("%d reads of slot f9 after %d losses, want 2", lossy.reads, losses)
+		}
+	}
 	openCard = real
 
 	// Another serial, another slot.
@@ -435,6 +461,25 @@ type staleCard struct {
 }
 
 func (s staleCard) Attest(piv.Slot) (*x509.Certificate, error) { return s.cert, nil }
+
+// lossyCard loses the response to its first losses reads of slot f9.
+type lossyCard struct {
+	card
+	losses, reads int
+}
+
+type lostResponse struct{}
+
+func (lostResponse) Error() string  { return "smart card error 6985" }
+func (lostResponse) Status() uint16 { return 0x6985 }
+
+func (l *lossyCard) AttestationCertificate() (*x509.Certificate, error) {
+	l.reads++
+	if l.reads <= l.losses {
+		return nil, fmt.Errorf("reading further response: %w", lostResponse{})
+	}
+	return l.card.AttestationCertificate()
+}
 
 func x509CertOf(t *testing.T, der []byte) *x509.Certificate {
 	t.Helper()

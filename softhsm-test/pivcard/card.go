@@ -163,6 +163,7 @@ type Card struct {
 	objects    map[uint32][]byte
 	touchDelay time.Duration
 	stats      Stats
+	signed     []string // one line per signature: slot and hash of the input
 	sess       session
 
 	connMu  sync.Mutex
@@ -333,6 +334,15 @@ func (c *Card) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.stats
+}
+
+// Signed returns one line per signature the card has made, in order:
+// "slot=9c input=HEX" (the first 8 bytes of the SHA-256 of what it signed),
+// so that a test can find a payload signed twice.
+func (c *Card) Signed() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.signed...)
 }
 
 // HasKey reports whether a key is present in the slot (e.g. 0x9c).

@@ -11,8 +11,10 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"math/big"
 	"time"
@@ -490,6 +492,8 @@ func (c *Card) cmdPrivateKeyOp(cmd command, justVerified bool, removed <-chan st
 			return nil, 0, err
 		}
 		c.stats.Signs++
+		sum := sha256.Sum256(input)
+		c.signed = append(c.signed, fmt.Sprintf("slot=%02x input=%x", cmd.p2, sum[:8]))
 	}
 	return encodeTLV(0x7c, encodeTLV(0x82, out)), swOK, nil
 }

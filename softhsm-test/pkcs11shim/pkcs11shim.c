@@ -9,6 +9,11 @@
  *   - C_Login appends one line to the log file per call (never the PIN),
  *     and answers CKR_PIN_LOCKED without calling the real module when the
  *     control file says the token is locked, as a locked token would.
+ *   - C_Sign appends one line to the signature log per signature made
+ *     (not for the length query with a NULL buffer): the token, the key's
+ *     CKA_LABEL (remembered from C_SignInit) and a hash of the data signed,
+ *     so that a test can count signatures per key and find a payload
+ *     signed twice by one key.
  *
  * Environment (read at each call, so a test can change it between runs):
  *
@@ -18,6 +23,8 @@
  *                      "#" starts a comment. A missing file changes nothing.
  *   PKCS11SHIM_LOG     a file C_Login calls are appended to:
  *                      "C_Login token=LABEL user=N rv=0xRV"
+ *   PKCS11SHIM_SIGNLOG a file signatures are appended to:
+ *                      "C_Sign token=LABEL key=LABEL data=FNV1A64/LEN rv=0xRV"
  *
  * Build: gcc -shared -fPIC -o libpkcs11shim.so pkcs11shim.c -ldl -I DIR,
  * where DIR holds the OASIS pkcs11.h (the tests use miekg/pkcs11's copy).
@@ -141,6 +148,102 @@ static CK_RV shim_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR 
 	return rv;
 }
 
+/* The key each session's signing operation was initialized with. */
+#define MAXSESS 1024
+static pthread_mutex_t keys_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	CK_SESSION_HANDLE session;
+	CK_OBJECT_HANDLE key;
+} sign_keys[MAXSESS];
+
+static CK_RV shim_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
+	CK_RV rv = real->C_SignInit(h, mech, key);
+	int i, free_slot = -1;
+	if (rv != CKR_OK)
+		return rv;
+	pthread_mutex_lock(&keys_mu);
+	for (i = 0; i < MAXSESS; i++) {
+		if (sign_keys[i].session == h) {
+			free_slot = i;
+			break;
+		}
+		if (free_slot < 0 && sign_keys[i].session == 0)
+			free_slot = i;
+	}
+	if (free_slot >= 0) {
+		sign_keys[free_slot].session = h;
+		sign_keys[free_slot].key = key;
+	}
+	pthread_mutex_unlock(&keys_mu);
+	return rv;
+}
+
+static CK_RV shim_CloseSession(CK_SESSION_HANDLE h) {
+	int i;
+	pthread_mutex_lock(&keys_mu);
+	for (i = 0; i < MAXSESS; i++)
+		if (sign_keys[i].session == h)
+			sign_keys[i].session = 0;
+	pthread_mutex_unlock(&keys_mu);
+	return real->C_CloseSession(h);
+}
+
+/* key_label finds the CKA_LABEL of the key the session signs with. */
+static void key_label(CK_SESSION_HANDLE h, char out[65]) {
+	CK_OBJECT_HANDLE key = 0;
+	CK_ATTRIBUTE a;
+	int i, found = 0;
+	char buf[64];
+	strcpy(out, "?");
+	pthread_mutex_lock(&keys_mu);
+	for (i = 0; i < MAXSESS; i++) {
+		if (sign_keys[i].session == h) {
+			key = sign_keys[i].key;
+			found = 1;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&keys_mu);
+	if (!found)
+		return;
+	a.type = CKA_LABEL;
+	a.pValue = buf;
+	a.ulValueLen = sizeof buf;
+	if (real->C_GetAttributeValue(h, key, &a, 1) == CKR_OK && a.ulValueLen < sizeof buf) {
+		memcpy(out, buf, a.ulValueLen);
+		out[a.ulValueLen] = '\0';
+	}
+}
+
+static CK_RV shim_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig, CK_ULONG_PTR siglen) {
+	char lbl[33], key[65], line[256];
+	unsigned long long fnv = 1469598103934665603ULL;
+	const char *path = getenv("PKCS11SHIM_SIGNLOG");
+	CK_ULONG i;
+	CK_RV rv;
+	int fd, n;
+	if (sig == NULL || path == NULL)
+		return real->C_Sign(h, data, len, sig, siglen);
+	session_label(h, lbl);
+	key_label(h, key); /* before C_Sign ends the operation */
+	rv = real->C_Sign(h, data, len, sig, siglen);
+	if (rv == CKR_BUFFER_TOO_SMALL)
+		return rv; /* the operation goes on: no signature yet */
+	for (i = 0; data != NULL && i < len; i++) {
+		fnv ^= data[i];
+		fnv *= 1099511628211ULL;
+	}
+	n = snprintf(line, sizeof line, "C_Sign token=%s key=%s data=%016llx/%lu rv=0x%lx\n", lbl, key, fnv, (unsigned long)len, (unsigned long)rv);
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		if (write(fd, line, (size_t)n) != n) {
+			/* nothing to do: the test sees a missing line */
+		}
+		close(fd);
+	}
+	return rv;
+}
+
 static void load(void) {
 	const char *path = getenv("PKCS11SHIM_MODULE");
 	void *lib;
@@ -154,6 +257,9 @@ static void load(void) {
 	shim.C_GetFunctionList = C_GetFunctionList;
 	shim.C_GetTokenInfo = shim_GetTokenInfo;
 	shim.C_Login = shim_Login;
+	shim.C_SignInit = shim_SignInit;
+	shim.C_Sign = shim_Sign;
+	shim.C_CloseSession = shim_CloseSession;
 	load_rv = CKR_OK;
 }
 

@@ -19,6 +19,9 @@ const (
 	ShimModuleEnv  = "PKCS11SHIM_MODULE"  // the real module the shim forwards to
 	ShimControlEnv = "PKCS11SHIM_CONTROL" // the control file: "LABEL|* low final-try locked minpin=N maxpin=N" lines
 	ShimLogEnv     = "PKCS11SHIM_LOG"     // the file each C_Login call is appended to
+	// ShimSignLogEnv names the file each signature is appended to:
+	// "C_Sign token=LABEL key=LABEL data=FNV1A64/LEN rv=0xRV".
+	ShimSignLogEnv = "PKCS11SHIM_SIGNLOG"
 )
 
 // Shim is a built test double around this Env's SoftHSM2 module.
@@ -26,10 +29,10 @@ type Shim struct {
 	// Path is the shim module: use it as module-path (or
 	// ROOTKEEPER_PKCS11_MODULE) instead of SoftHSM2's.
 	Path string
-	// Control and Log are the files named by PKCS11SHIM_CONTROL and
-	// PKCS11SHIM_LOG.
-	Control, Log string
-	real         string
+	// Control, Log and SignLog are the files named by
+	// PKCS11SHIM_CONTROL, PKCS11SHIM_LOG and PKCS11SHIM_SIGNLOG.
+	Control, Log, SignLog string
+	real                  string
 }
 
 // BuildShim compiles softhsm-test/pkcs11shim/pkcs11shim.c with gcc into
@@ -68,8 +71,8 @@ func (e *Env) NewShim(t testing.TB) *Shim {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Shim{Path: path, Control: filepath.Join(dir, "control"), Log: filepath.Join(dir, "logins"), real: e.ModulePath}
-	for k, v := range map[string]string{ShimModuleEnv: s.real, ShimControlEnv: s.Control, ShimLogEnv: s.Log} {
+	s := &Shim{Path: path, Control: filepath.Join(dir, "control"), Log: filepath.Join(dir, "logins"), SignLog: filepath.Join(dir, "signs"), real: e.ModulePath}
+	for k, v := range map[string]string{ShimModuleEnv: s.real, ShimControlEnv: s.Control, ShimLogEnv: s.Log, ShimSignLogEnv: s.SignLog} {
 		t.Setenv(k, v)
 	}
 	return s
@@ -87,7 +90,19 @@ func (s *Shim) Set(t testing.TB, lines ...string) {
 // "C_Login token=LABEL user=N rv=0xRV".
 func (s *Shim) Logins(t testing.TB) []string {
 	t.Helper()
-	data, err := os.ReadFile(s.Log)
+	return readLines(t, s.Log)
+}
+
+// Signs returns the signatures logged so far, one line each:
+// "C_Sign token=LABEL key=LABEL data=FNV1A64/LEN rv=0xRV".
+func (s *Shim) Signs(t testing.TB) []string {
+	t.Helper()
+	return readLines(t, s.SignLog)
+}
+
+func readLines(t testing.TB, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package ceremony
+package fleet
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/rootkeeper/rootkeeper/ceremony"
 )
 
 // Prometheus metrics for node_exporter's textfile collector, written in
@@ -87,9 +89,9 @@ func FormatPrometheus(w io.Writer, at time.Time, statuses []RepoStatus) error {
 
 // addRoles adds the series of a repository's current roles, each set of
 // hashed bins folded into one role.
-func (s promSeries) addRoles(repo string, st *StatusReport) {
+func (s promSeries) addRoles(repo string, st *ceremony.StatusReport) {
 	current := currentRoles(st)
-	for _, row := range FoldBins(current, BinsOfStatus(st), RoleStatus.Member) {
+	for _, row := range ceremony.FoldBins(current, ceremony.BinsOfStatus(st), ceremony.RoleStatus.Member) {
 		r, role := row.Item, row.Item.Role
 		version, valid, threshold, expires := r.Version, r.ValidSignatures, r.Threshold, r.Expires
 		if f := row.Set; f != nil {
@@ -118,5 +120,5 @@ func WritePrometheus(path string, at time.Time, statuses []RepoStatus) error {
 	if err := FormatPrometheus(&b, at, statuses); err != nil {
 		return err
 	}
-	return writeAtomic(path, b.Bytes())
+	return ceremony.WriteFileAtomic(path, b.Bytes())
 }

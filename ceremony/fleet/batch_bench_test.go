@@ -1,4 +1,4 @@
-package ceremony
+package fleet
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/miekg/pkcs11"
 
+	"github.com/rootkeeper/rootkeeper/ceremony"
 	"github.com/rootkeeper/rootkeeper/softhsm-test/softhsm"
 )
 
@@ -25,6 +26,9 @@ import (
 //	ROOTKEEPER_BENCH_DIR    where to make them (default a temporary directory;
 //	                        /dev/shm measures the CPU path without disk flushes)
 
+// benchDay is the day the fleet's roots are due (and nothing else).
+const benchDay = 45
+
 func benchRepos() int {
 	if n, err := strconv.Atoi(os.Getenv("ROOTKEEPER_BENCH_REPOS")); err == nil && n > 0 {
 		return n
@@ -32,11 +36,11 @@ func benchRepos() int {
 	return 10000
 }
 
-// benchFleet makes n repositories whose root (365d, window 90d) is the only
-// role due on day 300, all with the same keys.
+// benchFleet makes n repositories whose root (60d, window 20d) is the only
+// role due on day benchDay, all with the same keys.
 func benchFleet(b *testing.B, n int) (*fixture, []string) {
 	b.Helper()
-	f := newFixtureWith(b, map[string]string{RoleRoot: "365d", RoleTargets: "730d", RoleSnapshot: "730d", RoleTimestamp: "730d"})
+	f := newFixtureWith(b, map[string]string{ceremony.RoleRoot: "60d", ceremony.RoleTargets: "730d", ceremony.RoleSnapshot: "365d", ceremony.RoleTimestamp: "90d"})
 	base := os.Getenv("ROOTKEEPER_BENCH_DIR")
 	if base == "" {
 		base = b.TempDir()
@@ -137,11 +141,13 @@ func heapMB() float64 {
 
 // BenchmarkResignBatch re-signs the root of every repository of a fleet
 // (ROOTKEEPER_BENCH_REPOS, default 10,000) with one SoftHSM P-256 root key
-// in one session, and measures the raw C_Sign floor for as many signatures
-// in the same run. Metrics: x-floor (batch time / floor time), µs per
-// repository and per raw signature, CPU µs per repository, live heap at
-// 10% and at 100% of the batch (it must not grow with the number of
-// repositories).
+// in one session, and measures in the same run, with the same key, the
+// raw C_Sign floor for as many signatures and the bare go-tuf loop over
+// copies of the same repositories (peer_bench_test.go). Metrics: x-floor
+// (batch time / floor time), x-loop and x-loop-cpu (batch / loop, wall and
+// CPU time), µs per repository, per raw signature and per repository of
+// the loop, CPU µs per repository, live heap at 10% and at 100% of the
+// batch (it must not grow with the number of repositories).
 func BenchmarkResignBatch(b *testing.B) {
 	n := benchRepos()
 	f, dirs := benchFleet(b, n)
@@ -150,15 +156,22 @@ func BenchmarkResignBatch(b *testing.B) {
 	floor, finalize := rawSignFloor(b, f.env.ModulePath, "root", "root", n)
 	defer finalize()
 	defer f.s.Close()
+	peers := peerFleet(b, dirs)
+	rootKey, err := f.s.Open(ctx, f.env.URI("root", "root")) // the batch's key: its login is done here
+	if err != nil {
+		b.Fatal(err)
+	}
+	loop, loopCPU := goTUFLoop(b, peers, rootKey.HW, rootKey.ID(), day(benchDay), 60*24*time.Hour)
+	checkPeer(b, peers[0])
 	jobs, _ := strconv.Atoi(os.Getenv("ROOTKEEPER_BENCH_JOBS"))
 	var heap10, heap100 float64
 	b.ResetTimer()
 	var elapsed, cpu time.Duration
 	for i := 0; b.Loop(); i++ {
-		f.setNow(day(300 + i))
-		opts := BatchOptions{ResignOptions: ResignOptions{Roles: []string{RoleRoot}}, Workers: jobs}
-		opts.Progress = func(done, total int, r *ResignResult) {
-			if r.Outcome != OutcomeResigned {
+		f.setNow(day(benchDay + i))
+		opts := BatchOptions{ResignOptions: ceremony.ResignOptions{Roles: []string{ceremony.RoleRoot}}, Workers: jobs}
+		opts.Progress = func(done, total int, r *ceremony.ResignResult) {
+			if r.Outcome != ceremony.OutcomeResigned {
 				b.Fatalf("%s: %s %s", r.Repository, r.Outcome, r.Error)
 			}
 			if i == 0 && done == total/10 {
@@ -168,10 +181,10 @@ func BenchmarkResignBatch(b *testing.B) {
 			}
 		}
 		start, cpu0 := time.Now(), cpuTime()
-		rep := f.s.ResignBatch(ctx, dirs, opts)
+		rep := ResignBatch(ctx, f.s, dirs, opts)
 		elapsed += time.Since(start)
 		cpu += cpuTime() - cpu0
-		if rep.Counts[OutcomeResigned] != n {
+		if rep.Counts[ceremony.OutcomeResigned] != n {
 			b.Fatalf("%v", rep.Counts)
 		}
 		if i == 0 {
@@ -183,6 +196,9 @@ func BenchmarkResignBatch(b *testing.B) {
 	b.StopTimer()
 	per := elapsed / time.Duration(b.N)
 	b.ReportMetric(float64(per)/float64(floor), "x-floor")
+	b.ReportMetric(float64(per)/float64(loop), "x-loop")
+	b.ReportMetric(float64(cpu)/float64(b.N)/float64(loopCPU), "x-loop-cpu")
+	b.ReportMetric(float64(loop.Microseconds())/float64(n), "loop-µs/repo")
 	b.ReportMetric(float64(per.Microseconds())/float64(n), "µs/repo")
 	b.ReportMetric(float64(floor.Nanoseconds())/1e3/float64(n), "floor-µs/sig")
 	b.ReportMetric(heap10, "heapMB@10%")
@@ -207,15 +223,19 @@ func BenchmarkStatusMany(b *testing.B) {
 	_, dirs := benchFleet(b, n)
 	prom := filepath.Join(b.TempDir(), "rootkeeper.prom")
 	ctx := context.Background()
+	var cpu time.Duration
 	b.ResetTimer()
 	for b.Loop() {
-		sts := StatusMany(ctx, dirs, day(300), 0)
+		cpu0 := cpuTime()
+		sts := StatusMany(ctx, dirs, day(benchDay), 0)
 		if s := Summarize(sts); s.Due != n {
 			b.Fatalf("%+v", s)
 		}
-		if err := WritePrometheus(prom, day(300), sts); err != nil {
+		if err := WritePrometheus(prom, day(benchDay), sts); err != nil {
 			b.Fatal(err)
 		}
+		cpu += cpuTime() - cpu0
 	}
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N)/float64(n), "cpu-µs/repo")
 	b.ReportMetric(float64(n), "repos")
 }
