@@ -176,6 +176,7 @@ func (s *Session) openRoleKeys(ctx context.Context, pk *planKeys, plan *Plan, di
 // first.
 func planInit(plan *Plan, dir string, initial *Initial, pk *planKeys, now time.Time) (*Change, error) {
 	b := bootstrapOf(plan, pk, now)
+	b.Anchor = headAnchor(0, "") // the first change: made on an empty transcript
 	repo, err := roles.New(b)
 	if err != nil {
 		return nil, err
@@ -213,6 +214,9 @@ func planInit(plan *Plan, dir string, initial *Initial, pk *planKeys, now time.T
 		c.Extra = append(c.Extra, File{Path: "keys/" + id + ".json", Data: data})
 	}
 	c.Details = map[string]any{"plan_repository": plan.Repository, "root_threshold": plan.Roles.Root.Threshold, "root_keys": keyIDsOf(repo.Root().Signed.Roles[RoleRoot].KeyIDs), "require": requireOf(plan)}
+	if plan.Digest != "" {
+		c.Details["plan_sha256"] = plan.Digest
+	}
 	initial.addDetails(c.Details)
 	c.Summary.Text = bootstrapSummary(plan, dir, now, b, pk) + initial.summary()
 	return c, nil

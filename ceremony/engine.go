@@ -353,14 +353,14 @@ func (s *Session) commit(c *Change) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	entry, err := appendTranscript(c.Dir, c.At, c.Op, c.Details, write)
+	for _, p := range c.Remove {
+		write = append(write, File{Path: p, Remove: true})
+	}
+	entry, err := appendTranscript(c.Dir, c.At, c.Op, c.Details, write) // records the removals too
 	if err != nil {
 		return nil, err
 	}
 	write = append(write, entry)
-	for _, p := range c.Remove {
-		write = append(write, File{Path: p, Remove: true})
-	}
 	done, err := commitFiles(c.Dir, &changeset{op: c.Op, at: c.At, changed: c.Changed, files: write})
 	if err != nil {
 		return nil, err
@@ -572,7 +572,8 @@ func lockAndLoad(dir string, recovered func(*recovery), clock func() time.Time, 
 	if clock != nil {
 		now = clock()
 	}
-	if _, _, err := readTranscript(dir, now); err != nil { // transcript.go
+	old, entries, err := readTranscript(dir, now) // transcript.go
+	if err != nil {
 		return err
 	}
 	pol, err := LoadPolicy(dir)
@@ -584,7 +585,11 @@ func lockAndLoad(dir string, recovered func(*recovery), clock func() time.Time, 
 		return &RepoError{Dir: dir, Detail: "cannot load metadata", Err: err,
 			HintText: "run rootkeeper verify --repo " + dir + " to see what is wrong"}
 	}
+	if err := checkTranscript(dir, recovered != nil); err != nil { // transcript_files.go: anchors, files
+		return err
+	}
 	repo.Now = clock
+	repo.Anchor = headAnchor(len(entries), lastLineHash(old)) // every version made carries it (roles/anchor.go)
 	return fn(repo, pol)
 }
 

@@ -57,6 +57,9 @@ type Plan struct {
 	} `yaml:"roles"`
 	// Delegations from targets to tagging keys.
 	Delegations []DelegationPlan `yaml:"delegations"`
+	// Digest is "sha256:HEX" of the plan file's bytes (ParsePlan), recorded
+	// in the transcript's init entry as plan_sha256.
+	Digest string `yaml:"-"`
 }
 
 // RolePlan is one role: its keys, threshold and lifetime.
@@ -156,6 +159,7 @@ func ParsePlan(name string, data []byte) (*Plan, error) {
 	if problems := p.Validate(); len(problems) > 0 {
 		return nil, &PlanError{File: name, Problems: problems}
 	}
+	p.Digest = "sha256:" + sha256hex(data)
 	return &p, nil
 }
 

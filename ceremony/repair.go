@@ -179,6 +179,9 @@ func Repair(dir string, opts RepairOptions) (*RepairReport, error) {
 	if err := repairRecover(dir, rep); err != nil {
 		return nil, err
 	}
+	if err := checkTranscript(dir, !opts.DryRun); err != nil { // transcript_files.go; orphans are only warnings there
+		return nil, err
+	}
 	if _, err := os.Lstat(filepath.Join(dir, "metadata", "timestamp.json")); errors.Is(err, fs.ErrNotExist) {
 		rep.Note = "no metadata/timestamp.json: nothing is published yet (an init that did not finish?), so no orphans to look for"
 		return rep, nil
@@ -340,14 +343,15 @@ func removeOrphans(dir string, now time.Time, orphans []string) error {
 	}
 	now = now.UTC()
 	sort.Strings(orphans)
-	entry, err := appendTranscript(dir, now, "repair", map[string]any{"removed": orphans}, nil)
-	if err != nil {
-		return err
-	}
-	files := []File{entry}
+	var files []File
 	for _, p := range orphans {
 		files = append(files, File{Path: p, Remove: true})
 	}
+	entry, err := appendTranscript(dir, now, "repair", map[string]any{"removed": orphans}, files)
+	if err != nil {
+		return err
+	}
+	files = append(files, entry)
 	done, err := commitFiles(dir, &changeset{op: "repair", at: now, files: files})
 	if err != nil {
 		return err

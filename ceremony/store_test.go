@@ -111,7 +111,7 @@ func TestTranscriptChain(t *testing.T) {
 	dir := t.TempDir()
 	var data []byte
 	for i, op := range []string{"init", "publish", "targets-add"} {
-		f, err := appendTranscript(dir, timeAt(i), op, nil, []File{{Path: "metadata/timestamp.json", Data: []byte{byte(i)}}})
+		f, err := appendTranscript(dir, timeAt(i), op, nil, []File{{Path: "targets/t.txt", Data: []byte{byte(i)}}})
 		if err != nil {
 			t.Fatal(err)
 		}

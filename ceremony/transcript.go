@@ -10,6 +10,8 @@ import (
 	"os/user"
 	"path/filepath"
 	"time"
+
+	"github.com/rootkeeper/rootkeeper/roles"
 )
 
 // TranscriptFile is the repository's ceremony transcript: one JSON object a
@@ -26,10 +28,23 @@ type Entry struct {
 	Host      string    `json:"host,omitempty"`
 	// Version is the rootkeeper that wrote the entry: module version and
 	// VCS revision (see Version).
-	Version string            `json:"rootkeeper_version,omitempty"`
-	Details map[string]any    `json:"details,omitempty"`
-	Files   map[string]string `json:"files"` // path → SHA-256 of what was written
-	Prev    string            `json:"prev"`  // SHA-256 of the previous line, "" for the first
+	Version string `json:"rootkeeper_version,omitempty"`
+	// Schema is the entry format: 0 (absent) for entries written before
+	// the anchored transcript, TranscriptSchema since (transcript_entry.go).
+	Schema int `json:"schema,omitempty"`
+	// Repository is "sha256:HEX" of the repository's metadata/1.root.json:
+	// an entry copied from another repository names another one.
+	Repository string         `json:"repository,omitempty"`
+	Details    map[string]any `json:"details,omitempty"`
+	// Anchor is the transcript head the change's metadata carries in its
+	// signed object (roles.AnchorField): the entry before this one.
+	Anchor *roles.Anchor `json:"anchor,omitempty"`
+	// Signed lists every metadata file the change wrote, the digest of its
+	// signed payload and every signature on it.
+	Signed  []SignedRecord    `json:"signed,omitempty"`
+	Files   map[string]string `json:"files"`             // path → SHA-256 of what was written
+	Removed []string          `json:"removed,omitempty"` // paths the change removed
+	Prev    string            `json:"prev"`              // SHA-256 of the previous line, "" for the first
 }
 
 // ClockError reports a clock earlier than the transcript's last entry:
@@ -65,7 +80,7 @@ func readTranscript(dir string, now time.Time) ([]byte, []Entry, error) {
 	entries, err := ParseTranscript(old)
 	if err != nil {
 		return nil, nil, &RepoError{Dir: dir, Detail: "the ceremony transcript is damaged", Err: err,
-			HintText: "the transcript is tamper-evident: find out who changed " + TranscriptFile + " before going on; nothing was opened or written"}
+			HintText: "the transcript is tamper-evident: run rootkeeper transcript verify --repo " + dir + " and find out who changed " + TranscriptFile + " before going on; nothing was opened or written"}
 	}
 	// Whole seconds: metadata times are (re-signing truncates its clock),
 	// and two runs within one second are in order.
@@ -78,22 +93,27 @@ func readTranscript(dir string, now time.Time) ([]byte, []Entry, error) {
 
 // appendTranscript returns the transcript file with an entry for this
 // change appended.
-func appendTranscript(dir string, now time.Time, op string, details map[string]any, written []File) (File, error) {
+func appendTranscript(dir string, now time.Time, op string, details map[string]any, written []File, opts ...entryOption) (File, error) {
 	old, entries, err := readTranscript(dir, now)
 	if err != nil {
 		return File{}, err
 	}
-	e := Entry{Seq: len(entries) + 1, Time: now, Operation: op, Version: Version(), Details: details, Files: map[string]string{}}
+	e := Entry{Seq: len(entries) + 1, Time: now, Operation: op, Version: Version(), Schema: TranscriptSchema, Details: details, Files: map[string]string{}}
 	if u, err := user.Current(); err == nil {
 		e.Operator = u.Username
 	}
 	e.Host, _ = os.Hostname()
 	for _, f := range written {
+		if f.Remove {
+			e.Removed = append(e.Removed, f.Path)
+			continue
+		}
 		e.Files[f.Path] = sha256hex(f.Data)
 	}
-	if len(old) > 0 {
-		lines := bytes.Split(bytes.TrimSuffix(old, []byte("\n")), []byte("\n"))
-		e.Prev = sha256hex(lines[len(lines)-1])
+	e.Prev = lastLineHash(old)
+	e.Anchor = headAnchor(len(entries), e.Prev)
+	if err := recordSigned(dir, &e, written, opts...); err != nil { // transcript_entry.go
+		return File{}, err
 	}
 	line, err := json.Marshal(e)
 	if err != nil {

@@ -242,6 +242,7 @@ func (r *Repo) AddDelegation(from string, d Delegation, expires time.Time) error
 	})
 	child := newTargets(exp)
 	child.Signed.Version = r.nextVersion(d.Name)
+	r.stamp(&child.Signed.UnrecognizedFields)
 	if r.Delegated == nil {
 		r.Delegated = map[string]*metadata.Metadata[metadata.TargetsType]{}
 	}
@@ -311,6 +312,7 @@ func (r *Repo) AddHashedBins(from, prefix string, n int, rk RoleKeys, expires ti
 	for _, b := range names {
 		child := newTargets(exp)
 		child.Signed.Version = r.nextVersion(b)
+		r.stamp(&child.Signed.UnrecognizedFields)
 		r.Delegated[b] = child
 	}
 	return names, nil

@@ -33,6 +33,11 @@ type Repo struct {
 
 	// Now returns the current time for expiry checks; nil means time.Now.
 	Now func() time.Time
+	// Anchor is the ceremony transcript's head this change is made on
+	// (anchor.go): every version made (New, BumpRole, UpdateSnapshot,
+	// UpdateTimestamp, AddDelegation, AddHashedBins) carries it in its
+	// signed object; nil makes versions without one.
+	Anchor *Anchor
 
 	raw map[string]rawFile // bytes read by Load, reused while unchanged
 }
@@ -66,6 +71,8 @@ type Bootstrap struct {
 	Delegations        []Delegation // initial delegations from top-level targets
 	// Now is the reference time for the expiry checks; zero means time.Now().
 	Now time.Time
+	// Anchor is the transcript head every version 1 carries (Repo.Anchor).
+	Anchor *Anchor
 }
 
 // Delegation is a delegated targets role.
@@ -347,6 +354,14 @@ func New(b Bootstrap) (*Repo, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("cannot create the repository:\n%w", errors.Join(errs...))
 	}
+	r.Anchor = b.Anchor
+	r.stamp(&root.Signed.UnrecognizedFields)
+	r.stamp(&targets.Signed.UnrecognizedFields)
+	r.stamp(&r.Snapshot.Signed.UnrecognizedFields)
+	r.stamp(&r.Timestamp.Signed.UnrecognizedFields)
+	for _, d := range r.Delegated {
+		r.stamp(&d.Signed.UnrecognizedFields)
+	}
 	return r, nil
 }
 
@@ -611,16 +626,20 @@ func (r *Repo) BumpRole(role string, expires time.Time) error {
 		next.Signed.Version++
 		next.Signed.Expires = exp
 		next.Signatures = []metadata.Signature{}
+		r.stamp(&next.Signed.UnrecognizedFields)
 		r.Roots = append(r.Roots, next)
 	case metadata.SNAPSHOT:
+		r.stamp(&r.Snapshot.Signed.UnrecognizedFields)
 		return bumpChecked(role, &r.Snapshot.Signed.Version, &r.Snapshot.Signed.Expires, &r.Snapshot.Signatures, exp)
 	case metadata.TIMESTAMP:
+		r.stamp(&r.Timestamp.Signed.UnrecognizedFields)
 		return bumpChecked(role, &r.Timestamp.Signed.Version, &r.Timestamp.Signed.Expires, &r.Timestamp.Signatures, exp)
 	default:
 		md, err := r.targetsRole(role)
 		if err != nil {
 			return err
 		}
+		r.stamp(&md.Signed.UnrecognizedFields)
 		return bumpChecked(role, &md.Signed.Version, &md.Signed.Expires, &md.Signatures, exp)
 	}
 	return nil
@@ -683,6 +702,7 @@ func (r *Repo) UpdateSnapshot(expires time.Time) error {
 	if err := bumpChecked(metadata.SNAPSHOT, &sn.Signed.Version, &sn.Signed.Expires, &sn.Signatures, exp); err != nil {
 		return err
 	}
+	r.stamp(&sn.Signed.UnrecognizedFields)
 	sn.Signed.Meta = meta
 	return nil
 }
@@ -721,6 +741,7 @@ func (r *Repo) UpdateTimestamp(expires time.Time) error {
 	if err := bumpChecked(metadata.TIMESTAMP, &ts.Signed.Version, &ts.Signed.Expires, &ts.Signatures, exp); err != nil {
 		return err
 	}
+	r.stamp(&ts.Signed.UnrecognizedFields)
 	ts.Signed.Meta = map[string]*metadata.MetaFiles{"snapshot.json": {
 		Version: sn.Signed.Version,
 		Length:  int64(len(data)),

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,7 +27,10 @@ import (
 //	rootkeeper-craft setversion REPO ROLE N   targets or a delegated role at version N
 //	rootkeeper-craft rename REPO OLD NEW      a delegated role renamed to NEW
 //
-// Both sign the changed roles, a new snapshot and a new timestamp.
+// Both sign the changed roles, a new snapshot and a new timestamp, and
+// record the change in the transcript as a cooperating tool would (the
+// anchor in what it signs, an entry naming the files), so that what the
+// scripts show is the metadata's problem, not the transcript's.
 func craftMain(args []string) int {
 	if err := craft(args); err != nil {
 		fmt.Fprintln(os.Stderr, "rootkeeper-craft:", err)
@@ -41,6 +48,17 @@ func craft(args []string) error {
 	if err != nil {
 		return err
 	}
+	tr, err := os.ReadFile(filepath.Join(dir, ceremony.TranscriptFile))
+	if err != nil {
+		return err
+	}
+	entries, err := ceremony.ParseTranscript(tr)
+	if err != nil {
+		return err
+	}
+	lines := bytes.Split(bytes.TrimSuffix(tr, []byte("\n")), []byte("\n"))
+	prev := sha256.Sum256(lines[len(lines)-1])
+	repo.Anchor = &roles.Anchor{Seq: len(entries), Head: "sha256:" + hex.EncodeToString(prev[:])}
 	pol, err := ceremony.LoadPolicy(dir)
 	if err != nil {
 		return err
@@ -60,6 +78,10 @@ func craft(args []string) error {
 			return err
 		}
 		md.Signed.Version, md.Signed.Expires, md.Signatures = n, exp.UTC().Truncate(time.Second), nil
+		if md.Signed.UnrecognizedFields == nil {
+			md.Signed.UnrecognizedFields = map[string]any{}
+		}
+		md.Signed.UnrecognizedFields[roles.AnchorField] = map[string]any{"seq": repo.Anchor.Seq, "head": repo.Anchor.Head}
 		signed, keysOf[role] = []string{role}, role
 	case "rename":
 		from, err := renameRole(repo, args[2], args[3], exp)
@@ -98,16 +120,27 @@ func craft(args []string) error {
 	if err != nil {
 		return err
 	}
+	entry := ceremony.Entry{Seq: len(entries) + 1, Time: time.Now().UTC(), Operation: "craft-" + args[0], Schema: ceremony.TranscriptSchema,
+		Repository: entries[0].Repository, Anchor: repo.Anchor, Files: map[string]string{}, Prev: hex.EncodeToString(prev[:])}
 	for _, f := range files {
 		p := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, f.Data) {
+			continue
+		}
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
 		}
 		if err := os.WriteFile(p, f.Data, 0o644); err != nil {
 			return err
 		}
+		sum := sha256.Sum256(f.Data)
+		entry.Files[f.Path] = hex.EncodeToString(sum[:])
 	}
-	return nil
+	line, err := json.Marshal(entry)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, ceremony.TranscriptFile), append(append(tr, line...), '\n'), 0o644)
 }
 
 func targetsMD(repo *roles.Repo, role string) (*metadata.Metadata[metadata.TargetsType], error) {

@@ -37,9 +37,11 @@ var normalizers = []struct {
 	{regexp.MustCompile(`\b[0-9a-f]{32}@rootkeeper`), "UID@rootkeeper"},
 	{regexp.MustCompile(`X-ROOTKEEPER-DIGEST:[0-9a-f]{16}`), "X-ROOTKEEPER-DIGEST:DIGEST"},
 	{regexp.MustCompile(`serial [0-9a-f]{16}`), "serial SERIAL"},
+	{regexp.MustCompile(`sha256:[0-9a-f]{64}\b`), "sha256:DIGEST"}, // audit: a test CA's fingerprint
 	{regexp.MustCompile(`\b[0-9a-f]{12}\b`), "KEYID"},
 	{regexp.MustCompile(`\b\d\.\d+e\+09\b`), "UNIXTIME"},
 	{regexp.MustCompile(`\bin \d+ms\b`), "in Nms"},
+	{regexp.MustCompile(`\bby [^\s@]+@[^\s.]+`), "by USER@HOST"}, // audit: the operator and host of a transcript entry
 }
 
 // normalize rewrites text for golden comparison; an iCalendar file (CRLF)

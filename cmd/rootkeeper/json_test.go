@@ -65,7 +65,7 @@ func TestEveryCommandHasJSON(t *testing.T) {
 
 // dataKeyed are members whose keys are data (role names, hash algorithms,
 // free-form details), not names of the schema.
-var dataKeyed = map[string]bool{"versions": true, "expires": true, "counts": true, "signed_roles": true, "hashes": true, "custom": true, "details": true}
+var dataKeyed = map[string]bool{"versions": true, "expires": true, "counts": true, "signed_roles": true, "hashes": true, "custom": true, "details": true, "files": true}
 
 var (
 	keyIDRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -166,6 +166,9 @@ func TestJSONOutputs(t *testing.T) {
 	run(0, "repair", "--repo", repo, "--dry-run")
 	run(0, "rotate", "--repo", repo, "--role", "timestamp", "--add", key("online", "releases"), "--remove", key("online", "timestamp"), "--yes")
 	run(0, "revoke", "--repo", repo, "--key", key("online", "bins"), "--reason", "test", "--drop", "bins", "--yes")
+	run(0, "transcript", "verify", "--repo", repo)
+	run(0, "transcript", "show", "--repo", repo)
+	run(0, "audit", "--repo", repo)
 
 	var missing []string
 	for n := range names {
