@@ -149,3 +149,12 @@ func KeyFingerprint(k *metadata.Key) (string, error) {
 	}
 	return fingerprint(pub)
 }
+
+// DelegatorOf names the role that delegates to a delegated role ("targets"
+// or another delegated role), or "" when none does.
+func (r *Repo) DelegatorOf(role string) string {
+	if d := r.delegator(role); d != nil {
+		return d.name
+	}
+	return ""
+}
