@@ -146,7 +146,7 @@ func TestBuildCheckSign(t *testing.T) {
 	if c.Complete() {
 		t.Fatal("complete with 1 of root v2's keys")
 	}
-	if m := c.Summarize(time.Now()).Missing(); len(m) != 1 || !strings.Contains(m[0], "root v2 needs 1 more of root v2's keys") {
+	if m := c.Summarize(time.Now()).Missing(); len(m) != 1 || !strings.Contains(m[0], "root v2 needs 1 more signature by root v2's keys") {
 		t.Errorf("missing: %v", m)
 	}
 	sign(t, c, f.added)

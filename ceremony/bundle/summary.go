@@ -170,14 +170,14 @@ func (s *Summary) Text(now time.Time) string {
 	if s.Expired {
 		fmt.Fprintf(&w, "  expires: %s (EXPIRED)\n", s.Expires)
 	} else {
-		fmt.Fprintf(&w, "  expires: %s (in %s)\n", s.Expires, exp.Sub(now).Truncate(time.Minute))
+		fmt.Fprintf(&w, "  expires: %s (in %s)\n", s.Expires, human(exp.Sub(now)))
 	}
 	for _, r := range s.Roles {
 		fmt.Fprintf(&w, "\n%s v%d, expires %s, payload sha256 %s\n", r.Role, r.Version, r.Expires, r.PayloadSHA256)
 		for _, ch := range r.Changes {
 			fmt.Fprintf(&w, "  %s\n", ch.Text)
-			if ch.Key != nil && ch.Kind == roles.DiffKeyAdded {
-				fmt.Fprintf(&w, "      %s\n", keyText(*ch.Key))
+			if ch.Key != nil {
+				fmt.Fprintf(&w, "      %s\n", keyText(*ch.Key, ch.Kind == roles.DiffKeyAdded))
 			}
 		}
 		for _, t := range r.Thresholds {
@@ -187,10 +187,10 @@ func (s *Summary) Text(now time.Time) string {
 			}
 			fmt.Fprintf(&w, "  signatures of %s's keys: %d of %d needed, %s\n", t.Of, t.Have, t.Threshold, state)
 			for _, k := range t.Signed {
-				fmt.Fprintf(&w, "    signed   %s\n", keyText(k))
+				fmt.Fprintf(&w, "    signed   %s\n", keyText(k, false))
 			}
 			for _, k := range t.Missing {
-				fmt.Fprintf(&w, "    missing  %s\n", keyText(k))
+				fmt.Fprintf(&w, "    missing  %s\n", keyText(k, false))
 			}
 		}
 	}
@@ -202,7 +202,21 @@ func (s *Summary) Text(now time.Time) string {
 	return w.String()
 }
 
-func keyText(k KeyRef) string {
+// human is a duration in days, hours and minutes ("6d23h", "5h10m").
+func human(d time.Duration) string {
+	d = d.Truncate(time.Minute)
+	days, rest := int(d/(24*time.Hour)), d%(24*time.Hour)
+	h, m := int(rest/time.Hour), int(rest%time.Hour/time.Minute)
+	switch {
+	case days > 0:
+		return fmt.Sprintf("%dd%dh", days, h)
+	case h > 0:
+		return fmt.Sprintf("%dh%dm", h, m)
+	}
+	return fmt.Sprintf("%dm", m)
+}
+
+func keyText(k KeyRef, evidence bool) string {
 	parts := []string{short(k.KeyID), k.Algorithm}
 	if k.URI != "" {
 		parts = append(parts, k.URI)
@@ -211,8 +225,8 @@ func keyText(k KeyRef) string {
 		parts = append(parts, "("+k.Device+")")
 	}
 	s := strings.Join(slices.DeleteFunc(parts, func(p string) bool { return p == "" }), "  ")
-	if k.Evidence != "" {
-		s += "\n               " + k.Evidence
+	if evidence && k.Evidence != "" {
+		s += "\n        " + k.Evidence
 	}
 	return s
 }
@@ -245,8 +259,16 @@ func (s *Summary) Missing() []string {
 				}
 				ks = append(ks, d)
 			}
-			out = append(out, fmt.Sprintf("%s v%d needs %d more of %s's keys: %s", r.Role, r.Version, t.Threshold-t.Have, t.Of, strings.Join(ks, ", ")))
+			out = append(out, fmt.Sprintf("%s v%d needs %d more %s by %s's keys: %s", r.Role, r.Version, t.Threshold-t.Have,
+				plural(t.Threshold-t.Have, "signature", "signatures"), t.Of, strings.Join(ks, ", ")))
 		}
 	}
 	return out
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

@@ -168,6 +168,7 @@ variable, or a prompt on the terminal — never from the command line.`,
 		a.resignCommand(), a.calendarCommand(), a.repairCommand()) // repair.go
 	root.AddCommand(a.checkImageCommand(), a.importCommand()) // images.go, notary.go
 	root.AddCommand(a.manCommand())                           // man.go
+	root.AddCommand(a.showCommand(), a.signCommand())         // bundle.go
 	registerCompletions(root)                                 // complete.go
 	return root
 }
