@@ -7,10 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
-
-	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/rootkeeper/rootkeeper/hsm"
 	"github.com/rootkeeper/rootkeeper/roles"
@@ -61,123 +60,187 @@ func (s *Session) InitWith(ctx context.Context, plan *Plan, dir string, initial 
 			removeCreated()
 		}
 	}()
-	rec, err := recoverRepo(dir) // an init a crash interrupted: finished, or its temporaries removed
+	if err := s.checkInitDir(dir); err != nil {
+		return nil, err
+	}
+	keys, err := s.openPlanKeys(ctx, plan, dir) // every key opened and checked before anything is signed
 	if err != nil {
 		return nil, err
+	}
+	c, err := planInit(plan, dir, initial, keys, s.now())
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(filepath.Join(dir, roles.TargetsDir), 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, &IOError{Op: "create", Path: filepath.Join(dir, roles.TargetsDir), Err: err}
+	}
+	madeTargets = true
+	return s.run(ctx, c)
+}
+
+// checkInitDir finishes an init a crash interrupted (or removes its
+// temporaries) and checks that dir is empty and writable.
+func (s *Session) checkInitDir(dir string) error {
+	rec, err := recoverRepo(dir)
+	if err != nil {
+		return err
 	}
 	s.recovered(rec)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, &IOError{Op: "read", Path: dir, Err: err}
+		return &IOError{Op: "read", Path: dir, Err: err}
 	}
 	for _, e := range entries {
 		if e.Name() != LockFile && !leftoverTargetsDir(dir, e) {
-			return nil, &RepoError{Dir: dir, Detail: fmt.Sprintf("is not empty (it has %s)", e.Name()),
+			return &RepoError{Dir: dir, Detail: fmt.Sprintf("is not empty (it has %s)", e.Name()),
 				HintText: "init writes only into a new or empty directory; choose another --repo"}
 		}
 	}
-	if err := checkWritable(dir); err != nil {
-		return nil, err
-	}
+	return checkWritable(dir)
+}
 
-	now := s.now()
-	require := plan.Require
-	if require == "" {
-		require = RequireHardwareBorn
-	}
+// planKeys are the keys of a plan, opened and checked: by key id, the
+// roles of each, in the order first met, and each role's keys.
+type planKeys struct {
+	opened   map[string]*Key
+	keyRoles map[string][]string
+	order    []string
+	role     map[string]roles.RoleKeys
+}
 
-	// Open every key and check it before anything is signed.
-	keyRoles := map[string][]string{} // key id → roles
-	opened := map[string]*Key{}
-	var order []string
-	roleKeys := func(role string, uris, pinned []string) (roles.RoleKeys, error) {
-		var rk roles.RoleKeys
-		seen := map[string]string{}
-		for i, uri := range uris {
-			k, err := s.Open(ctx, uri)
-			if err != nil {
-				return rk, err
-			}
-			if i < len(pinned) && pinned[i] != k.ID() {
-				return rk, &MismatchError{URI: uri, KeyID: k.ID(), Role: "the plan (" + role + ")", Trusted: []string{pinned[i]}}
-			}
-			if err := s.checkEvidence(k, role, require); err != nil {
-				return rk, err
-			}
-			if rp := plan.Role(role); rp != nil {
-				if err := checkKeyPolicy(k, role, rp.KeyPolicy); err != nil {
-					return rk, err
-				}
-			}
-			if other, dup := seen[k.ID()]; dup {
-				return rk, &RepoError{Dir: dir, Detail: fmt.Sprintf("%s: %s and %s are the same key (%s)", role, objectOf(other), objectOf(uri), short(k.ID())),
-					HintText: "each key of a role must be a different key; fix the plan"}
-			}
-			seen[k.ID()] = uri
-			if _, ok := opened[k.ID()]; !ok {
-				order = append(order, k.ID())
-			}
-			opened[k.ID()] = k
-			keyRoles[k.ID()] = append(keyRoles[k.ID()], role)
-			rk.Keys = append(rk.Keys, k.TUF.Key())
-		}
-		return rk, nil
-	}
-	b := roles.Bootstrap{ConsistentSnapshot: plan.Consistent(), Expires: map[string]time.Time{}}
+// openPlanKeys opens every key of the plan (the backends wait for a
+// YubiKey by serial) and checks it: the key id the plan pins, the
+// evidence the plan requires, the YubiKey policies, no key twice in a
+// role, the root keys on distinct devices.
+func (s *Session) openPlanKeys(ctx context.Context, plan *Plan, dir string) (*planKeys, error) {
+	pk := &planKeys{opened: map[string]*Key{}, keyRoles: map[string][]string{}, role: map[string]roles.RoleKeys{}}
 	for _, name := range TopLevelRoles {
 		rp := plan.Role(name)
-		rk, err := roleKeys(name, rp.Keys, rp.KeyIDs)
-		if err != nil {
+		if err := s.openRoleKeys(ctx, pk, plan, dir, name, rp.Keys, rp.KeyIDs, rp.Threshold); err != nil {
 			return nil, err
 		}
-		rk.Threshold = rp.Threshold
-		if name == RoleRoot {
-			var rootKeys []*Key
-			for _, tk := range rk.Keys {
-				id, _ := roles.KeyID(tk)
-				rootKeys = append(rootKeys, opened[id])
-			}
-			if err := distinctDevices(rootKeys); err != nil {
-				return nil, err
-			}
-		}
-		switch name {
-		case RoleRoot:
-			b.Root = rk
-		case RoleTargets:
-			b.Targets = rk
-		case RoleSnapshot:
-			b.Snapshot = rk
-		case RoleTimestamp:
-			b.Timestamp = rk
-		}
-		b.Expires[name] = now.Add(rp.Expires.D())
+	}
+	var rootKeys []*Key
+	for _, tk := range pk.role[RoleRoot].Keys {
+		id, _ := roles.KeyID(tk)
+		rootKeys = append(rootKeys, pk.opened[id])
+	}
+	if err := distinctDevices(rootKeys); err != nil {
+		return nil, err
 	}
 	for _, d := range plan.Delegations {
-		rk, err := roleKeys(d.Name, d.Keys, d.KeyIDs)
+		if err := s.openRoleKeys(ctx, pk, plan, dir, d.Name, d.Keys, d.KeyIDs, d.Threshold); err != nil {
+			return nil, err
+		}
+	}
+	return pk, nil
+}
+
+func (s *Session) openRoleKeys(ctx context.Context, pk *planKeys, plan *Plan, dir, role string, uris, pinned []string, threshold int) error {
+	rk := roles.RoleKeys{Threshold: threshold}
+	seen := map[string]string{}
+	for i, uri := range uris {
+		k, err := s.Open(ctx, uri)
+		if err != nil {
+			return err
+		}
+		if i < len(pinned) && pinned[i] != k.ID() {
+			return &MismatchError{URI: uri, KeyID: k.ID(), Role: "the plan (" + role + ")", Trusted: []string{pinned[i]}}
+		}
+		if err := s.checkEvidence(k, role, requireOf(plan)); err != nil {
+			return err
+		}
+		if rp := plan.Role(role); rp != nil {
+			if err := checkKeyPolicy(k, role, rp.KeyPolicy); err != nil {
+				return err
+			}
+		}
+		if other, dup := seen[k.ID()]; dup {
+			return &RepoError{Dir: dir, Detail: fmt.Sprintf("%s: %s and %s are the same key (%s)", role, objectOf(other), objectOf(uri), short(k.ID())),
+				HintText: "each key of a role must be a different key; fix the plan"}
+		}
+		seen[k.ID()] = uri
+		if _, ok := pk.opened[k.ID()]; !ok {
+			pk.order = append(pk.order, k.ID())
+		}
+		pk.opened[k.ID()] = k
+		pk.keyRoles[k.ID()] = append(pk.keyRoles[k.ID()], role)
+		rk.Keys = append(rk.Keys, k.TUF.Key())
+	}
+	pk.role[role] = rk
+	return nil
+}
+
+// planInit plans the bootstrap: version 1 of every role (and the initial
+// targets), the policy, the key records; every key listed signs, root
+// first.
+func planInit(plan *Plan, dir string, initial *Initial, pk *planKeys, now time.Time) (*Change, error) {
+	b := bootstrapOf(plan, pk, now)
+	repo, err := roles.New(b)
+	if err != nil {
+		return nil, err
+	}
+	c := &Change{Op: "init", Dir: dir, At: now, Base: map[string]string{}, Repo: repo, Policy: initPolicy(plan), Records: map[string]*KeyRecord{}}
+	if c.Extra, err = initial.apply(repo, plan.Consistent()); err != nil {
+		return nil, err
+	}
+	root, err := c.rootStep(nil, plan.Roles.Root.Keys)
+	if err != nil {
+		return nil, err
+	}
+	c.Steps = []*Step{root}
+	c.Changed = slices.Clone(TopLevelRoles)
+	names := []string{RoleTargets}
+	for _, d := range plan.Delegations {
+		names = append(names, d.Name)
+		c.Changed = append(c.Changed, d.Name)
+	}
+	if err := c.stepsFor(names...); err != nil {
+		return nil, err
+	}
+	for _, st := range c.Steps[len(c.Steps)-2:] {
+		st.Follow = nil // roles.New made snapshot and timestamp from the unsigned roles: their bytes do not change
+	}
+	for _, id := range pk.order {
+		rec, err := keyRecord(pk.opened[id], pk.keyRoles[id], now)
 		if err != nil {
 			return nil, err
 		}
+		data, err := marshalJSON(rec)
+		if err != nil {
+			return nil, err
+		}
+		c.Extra = append(c.Extra, File{Path: "keys/" + id + ".json", Data: data})
+	}
+	c.Details = map[string]any{"plan_repository": plan.Repository, "root_threshold": plan.Roles.Root.Threshold, "root_keys": keyIDsOf(repo.Root().Signed.Roles[RoleRoot].KeyIDs), "require": requireOf(plan)}
+	initial.addDetails(c.Details)
+	c.Summary.Text = bootstrapSummary(plan, dir, now, b, pk) + initial.summary()
+	return c, nil
+}
+
+// bootstrapOf is what roles.New makes version 1 of every role from.
+func bootstrapOf(plan *Plan, pk *planKeys, now time.Time) roles.Bootstrap {
+	b := roles.Bootstrap{ConsistentSnapshot: plan.Consistent(), Expires: map[string]time.Time{}, Now: now,
+		Root: pk.role[RoleRoot], Targets: pk.role[RoleTargets], Snapshot: pk.role[RoleSnapshot], Timestamp: pk.role[RoleTimestamp]}
+	for _, name := range TopLevelRoles {
+		b.Expires[name] = now.Add(plan.Role(name).Expires.D())
+	}
+	for _, d := range plan.Delegations {
 		exp := d.Expires
 		if exp == 0 {
 			exp = plan.Roles.Targets.Expires
 		}
 		b.Expires[d.Name] = now.Add(exp.D())
+		rk := pk.role[d.Name]
 		b.Delegations = append(b.Delegations, roles.Delegation{Name: d.Name, Keys: rk.Keys, Threshold: d.Threshold, Paths: d.Paths, Terminating: d.Terminating})
 	}
-	b.Now = now
-	repo, err := roles.New(b)
-	if err != nil {
-		return nil, err
-	}
-	initialFiles, err := initial.apply(repo, plan.Consistent())
-	if err != nil {
-		return nil, err
-	}
+	return b
+}
 
-	// The policy: lifetimes, windows, signing keys (root keys too, for the
-	// next ceremony).
-	pol := &Policy{Version: 1, Repository: plan.Repository, ConsistentSnapshot: plan.Consistent(), Require: require, Roles: map[string]RolePolicy{}}
+// initPolicy is the new repository's policy: lifetimes, windows, signing
+// keys (root keys too, for the next ceremony).
+func initPolicy(plan *Plan) *Policy {
+	pol := &Policy{Version: 1, Repository: plan.Repository, ConsistentSnapshot: plan.Consistent(), Require: requireOf(plan), Roles: map[string]RolePolicy{}}
 	for _, name := range TopLevelRoles {
 		rp := plan.Role(name)
 		pol.Roles[name] = RolePolicy{Expires: rp.Expires, Window: rp.Window, Keys: rp.Keys, KeyPolicy: rp.KeyPolicy}
@@ -189,56 +252,7 @@ func (s *Session) InitWith(ctx context.Context, plan *Plan, dir string, initial 
 		}
 		pol.Roles[d.Name] = RolePolicy{Expires: exp, Window: d.Window, Keys: d.Keys}
 	}
-
-	summary := s.bootstrapSummary(plan, dir, now, b, opened, keyRoles, order) + initial.summary()
-	if err := s.confirm(summary); err != nil {
-		return nil, err
-	}
-
-	// Sign: root one device after another, then the others.
-	root := repo.Root()
-	if err := signWith(ctx, s, root, RoleRoot, plan.Roles.Root.Keys, root.Signed.Roles[RoleRoot].KeyIDs, plan.Roles.Root.Threshold); err != nil {
-		return nil, err
-	}
-	if err := signWith(ctx, s, repo.Targets, RoleTargets, plan.Roles.Targets.Keys, root.Signed.Roles[RoleTargets].KeyIDs, plan.Roles.Targets.Threshold); err != nil {
-		return nil, err
-	}
-	for _, d := range plan.Delegations {
-		trusted := delegatedKeyIDs(repo.Targets, d.Name)
-		if err := signWith(ctx, s, repo.Delegated[d.Name], d.Name, d.Keys, trusted, d.Threshold); err != nil {
-			return nil, err
-		}
-	}
-	if err := signWith(ctx, s, repo.Snapshot, RoleSnapshot, plan.Roles.Snapshot.Keys, root.Signed.Roles[RoleSnapshot].KeyIDs, plan.Roles.Snapshot.Threshold); err != nil {
-		return nil, err
-	}
-	if err := signWith(ctx, s, repo.Timestamp, RoleTimestamp, plan.Roles.Timestamp.Keys, root.Signed.Roles[RoleTimestamp].KeyIDs, plan.Roles.Timestamp.Threshold); err != nil {
-		return nil, err
-	}
-
-	extra := initialFiles
-	for _, id := range order {
-		rec, err := keyRecord(opened[id], keyRoles[id], now)
-		if err != nil {
-			return nil, err
-		}
-		data, err := marshalJSON(rec)
-		if err != nil {
-			return nil, err
-		}
-		extra = append(extra, File{Path: "keys/" + id + ".json", Data: data})
-	}
-	changed := append([]string{}, TopLevelRoles...)
-	for _, d := range plan.Delegations {
-		changed = append(changed, d.Name)
-	}
-	details := map[string]any{"plan_repository": plan.Repository, "root_threshold": plan.Roles.Root.Threshold, "root_keys": keyIDsOf(root.Signed.Roles[RoleRoot].KeyIDs), "require": require}
-	initial.addDetails(details)
-	if err := os.Mkdir(filepath.Join(dir, roles.TargetsDir), 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, &IOError{Op: "create", Path: filepath.Join(dir, roles.TargetsDir), Err: err}
-	}
-	madeTargets = true
-	return s.commit(&change{op: "init", dir: dir, repo: repo, policy: pol, now: now, changed: changed, extra: extra, details: details})
+	return pol
 }
 
 // makeRepoDir makes dir and its missing parents, and returns the
@@ -279,18 +293,6 @@ func (s *Session) makeRepoDir(dir string) ([]string, error) {
 
 func keyIDsOf(ids []string) []string { return append([]string(nil), ids...) }
 
-func delegatedKeyIDs(t *metadata.Metadata[metadata.TargetsType], name string) []string {
-	if t.Signed.Delegations == nil {
-		return nil
-	}
-	for _, r := range t.Signed.Delegations.Roles {
-		if r.Name == name {
-			return r.KeyIDs
-		}
-	}
-	return nil
-}
-
 func (s *Session) confirm(summary string) error {
 	if s.UI == nil {
 		if s.Yes {
@@ -316,7 +318,8 @@ func (s *Session) confirm(summary string) error {
 	return nil
 }
 
-func (s *Session) bootstrapSummary(plan *Plan, dir string, now time.Time, b roles.Bootstrap, opened map[string]*Key, keyRoles map[string][]string, order []string) string {
+func bootstrapSummary(plan *Plan, dir string, now time.Time, b roles.Bootstrap, pk *planKeys) string {
+	opened := pk.opened
 	var w strings.Builder
 	name := plan.Repository
 	if name == "" {

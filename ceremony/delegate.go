@@ -6,7 +6,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/rootkeeper/rootkeeper/hsm"
 	"github.com/rootkeeper/rootkeeper/roles"
@@ -81,6 +80,37 @@ func checkDelegateName(opts DelegateOptions) error {
 // signed by its own keys, and snapshot and timestamp are published.
 // rootkeeper.yaml gets an entry for the role with its key URIs.
 func (s *Session) DelegateAdd(ctx context.Context, dir string, opts DelegateOptions) (*Result, error) {
+	opts, err := checkDelegateOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	var bins []string
+	res, err := s.change(ctx, dir, func(st *state) (*Change, error) {
+		if err := checkDelegateFrom(st, opts); err != nil {
+			return nil, err
+		}
+		keys, err := s.openNewKeys(ctx, dir, st.pol, opts.Role, opts.Keys, nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		c, err := planDelegate(st, opts, keys)
+		if c != nil {
+			bins = c.Steps[0].Bins
+		}
+		if len(bins) > TufJSBinsWarn {
+			s.progress("note: tuf-js 5 clients parse the snapshot in time quadratic in its entries: with %d bins each tuf-js update takes a minute or more (16,384 bins: about 90 s measured, docs/performance.md); go-tuf and python-tuf are not affected", len(bins))
+		}
+		return c, err
+	})
+	if res != nil && len(bins) > 0 {
+		foldBins(res, opts.Role, bins)
+	}
+	return res, err
+}
+
+// checkDelegateOptions checks a delegation's options before any
+// repository or device, and fills in the defaults.
+func checkDelegateOptions(opts DelegateOptions) (DelegateOptions, error) {
 	if opts.From == "" {
 		opts.From = RoleTargets
 	}
@@ -89,107 +119,101 @@ func (s *Session) DelegateAdd(ctx context.Context, dir string, opts DelegateOpti
 	}
 	switch {
 	case opts.Role == "":
-		return nil, &RepoError{Detail: "--role is required: the name of the new delegated role"}
+		return opts, &RepoError{Detail: "--role is required: the name of the new delegated role"}
 	case len(opts.Keys) == 0:
-		return nil, &RepoError{Detail: "--key is required: the URI of each key of the new role",
+		return opts, &RepoError{Detail: "--key is required: the URI of each key of the new role",
 			HintText: "make a key first with rootkeeper key generate URI"}
 	case opts.Bins != 0 && len(opts.Paths) > 0:
-		return nil, &RepoError{Detail: "--bins and --paths do not go together: hashed bins divide every target of the delegating role by the hash of its path"}
+		return opts, &RepoError{Detail: "--bins and --paths do not go together: hashed bins divide every target of the delegating role by the hash of its path"}
 	case opts.Bins == 0 && len(opts.Paths) == 0:
-		return nil, &RepoError{Detail: "--paths is required: the target paths the role is trusted for, like --paths 'releases/*'",
+		return opts, &RepoError{Detail: "--paths is required: the target paths the role is trusted for, like --paths 'releases/*'",
 			HintText: "or --bins N to spread every target over N hashed bins"}
 	case opts.Threshold < 1 || opts.Threshold > len(opts.Keys):
-		return nil, &RepoError{Detail: fmt.Sprintf("--threshold %d is impossible with %d key(s): use 1 to %d", opts.Threshold, len(opts.Keys), len(opts.Keys))}
+		return opts, &RepoError{Detail: fmt.Sprintf("--threshold %d is impossible with %d key(s): use 1 to %d", opts.Threshold, len(opts.Keys), len(opts.Keys))}
 	}
 	if err := checkDelegateName(opts); err != nil {
-		return nil, err
+		return opts, err
 	}
 	if lo, hi := LifetimeBounds(opts.Role); opts.Expires != 0 && (opts.Expires < lo || opts.Expires > hi) { // plan.go
-		return nil, &RepoError{Detail: fmt.Sprintf("--expires %s: a delegated role's lifetime is %s to %s", opts.Expires, lo, hi)}
+		return opts, &RepoError{Detail: fmt.Sprintf("--expires %s: a delegated role's lifetime is %s to %s", opts.Expires, lo, hi)}
 	}
-	if err := checkURIs(opts.Keys...); err != nil { // engine.go: before any device
+	return opts, checkURIs(opts.Keys...) // engine.go: before any device
+}
+
+// checkDelegateFrom checks the delegating role and the new role's name
+// against the repository, before any device.
+func checkDelegateFrom(st *state, opts DelegateOptions) error {
+	if _, err := targetsRole(st.repo, opts.From); err != nil {
+		return fromError(st.dir, opts.From)
+	}
+	if err := st.repo.CheckDelegationDepth(opts.From); err != nil {
+		return &RepoError{Dir: st.dir, Detail: err.Error(), HintText: "delegate from a role nearer targets (rootkeeper delegate list --repo " + st.dir + " shows each role's depth)"}
+	}
+	if _, ok := st.pol.Roles[opts.Role]; ok {
+		return &RepoError{Dir: st.dir, Detail: fmt.Sprintf("%s already has an entry for %q", PolicyFile, opts.Role),
+			HintText: "choose another name, or remove the old delegation first with rootkeeper delegate remove"}
+	}
+	return nil
+}
+
+// planDelegate plans the delegation to keys: the new role (or its bins)
+// signed by its keys, From's new version by From's, then snapshot and
+// timestamp.
+func planDelegate(st *state, opts DelegateOptions, keys []*Key) (*Change, error) {
+	c := st.newChange("delegate-add")
+	rk := roles.RoleKeys{Threshold: opts.Threshold}
+	for _, k := range keys {
+		rk.Keys = append(rk.Keys, k.TUF.Key())
+	}
+	lifetime := opts.Expires
+	if lifetime == 0 {
+		lifetime = c.Policy.Role(policyRole(c.Policy, opts.From)).Expires
+	}
+	if err := bumpRole(c.Repo, c.Policy, opts.From, c.At); err != nil {
 		return nil, err
 	}
-	var res *Result
-	err := s.withLock(dir, func(repo *roles.Repo, pol *Policy) error {
-		if _, err := targetsRole(repo, opts.From); err != nil {
-			return fromError(dir, opts.From)
-		}
-		if err := repo.CheckDelegationDepth(opts.From); err != nil {
-			return &RepoError{Dir: dir, Detail: err.Error(), HintText: "delegate from a role nearer targets (rootkeeper delegate list --repo " + dir + " shows each role's depth)"}
-		}
-		if _, ok := pol.Roles[opts.Role]; ok {
-			return &RepoError{Dir: dir, Detail: fmt.Sprintf("%s already has an entry for %q", PolicyFile, opts.Role),
-				HintText: "choose another name, or remove the old delegation first with rootkeeper delegate remove"}
-		}
-		records := loadRecords(dir)
-		keys, err := s.openNewKeys(ctx, dir, pol, opts.Role, opts.Keys, nil, nil)
-		if err != nil {
-			return err
-		}
-		rk := roles.RoleKeys{Threshold: opts.Threshold}
-		for _, k := range keys {
-			rk.Keys = append(rk.Keys, k.TUF.Key())
-		}
-		lifetime := opts.Expires
-		if lifetime == 0 {
-			lifetime = pol.Role(policyRole(pol, opts.From)).Expires
-		}
-		now := s.now()
-		if err := bumpRole(repo, pol, opts.From, now); err != nil {
-			return err
-		}
-		var bins []string
-		if opts.Bins != 0 {
-			bins, err = repo.AddHashedBins(opts.From, opts.Role, opts.Bins, rk, now.Add(lifetime.D()))
-		} else {
-			err = repo.AddDelegation(opts.From, roles.Delegation{Name: opts.Role, Keys: rk.Keys, Threshold: opts.Threshold,
-				Paths: opts.Paths, Terminating: opts.Terminating}, now.Add(lifetime.D()))
-		}
-		if err != nil {
-			return &RepoError{Dir: dir, Detail: err.Error(), HintText: "rootkeeper delegate list --repo " + dir + " shows the delegations"}
-		}
-		pol.Roles[opts.Role] = RolePolicy{Expires: lifetime, Keys: slices.Clone(opts.Keys)}
+	var bins []string
+	var err error
+	if opts.Bins != 0 {
+		bins, err = c.Repo.AddHashedBins(opts.From, opts.Role, opts.Bins, rk, c.At.Add(lifetime.D()))
+	} else {
+		err = c.Repo.AddDelegation(opts.From, roles.Delegation{Name: opts.Role, Keys: rk.Keys, Threshold: opts.Threshold,
+			Paths: opts.Paths, Terminating: opts.Terminating}, c.At.Add(lifetime.D()))
+	}
+	if err != nil {
+		return nil, &RepoError{Dir: st.dir, Detail: err.Error(), HintText: "rootkeeper delegate list --repo " + st.dir + " shows the delegations"}
+	}
+	c.Policy.Roles[opts.Role] = RolePolicy{Expires: lifetime, Keys: slices.Clone(opts.Keys)}
+	first, err := c.roleStep(opts.Role)
+	if len(bins) > 0 {
+		first, err = c.roleStep(bins[0])
+		first.Role, first.Bins, first.All = opts.Role, bins, false
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.Steps = []*Step{first}
+	if err := c.stepsFor(opts.From); err != nil {
+		return nil, err
+	}
+	if c.Extra, err = keyRecordFiles(st.records, keys, opts.Role, c.At); err != nil {
+		return nil, err
+	}
+	c.Summary.Text = delegateSummary(st.dir, opts, keys, bins)
+	c.Changed = []string{opts.From, opts.Role, RoleSnapshot, RoleTimestamp}
+	c.Details = delegateDetails(opts, keys, bins)
+	return c, nil
+}
 
-		if len(bins) > TufJSBinsWarn {
-			s.progress("note: tuf-js 5 clients parse the snapshot in time quadratic in its entries: with %d bins each tuf-js update takes a minute or more (16,384 bins: about 90 s measured, docs/performance.md); go-tuf and python-tuf are not affected", len(bins))
-		}
-		if err := s.confirm(delegateSummary(dir, opts, keys, bins)); err != nil {
-			return err
-		}
-		ids := keyIDsOfOpened(keys)
-		if len(bins) > 0 {
-			if err := s.signBins(ctx, repo, bins, keys, opts.Threshold); err != nil {
-				return err
-			}
-		} else if err := signUntil(ctx, s, repo.Delegated[opts.Role], opts.Role, opts.Keys, ids, opts.Threshold, records); err != nil {
-			return err
-		}
-		if err := s.signTargetsRole(ctx, repo, pol, opts.From, records); err != nil {
-			return err
-		}
-		if err := s.publish(ctx, repo, pol, now); err != nil {
-			return err
-		}
-		extra, err := s.keyRecords(dir, records, keys, opts.Role, now)
-		if err != nil {
-			return err
-		}
-		details := map[string]any{"role": opts.Role, "from": opts.From, "keys": ids, "threshold": opts.Threshold}
-		if len(bins) > 0 {
-			details["bins"] = len(bins)
-		} else {
-			details["paths"] = opts.Paths
-			details["terminating"] = opts.Terminating
-		}
-		res, err = s.commit(&change{op: "delegate-add", dir: dir, repo: repo, policy: pol, now: now,
-			changed: []string{opts.From, opts.Role, RoleSnapshot, RoleTimestamp}, extra: extra, details: details})
-		if res != nil && len(bins) > 0 {
-			foldBins(res, opts.Role, bins)
-		}
-		return err
-	})
-	return res, err
+func delegateDetails(opts DelegateOptions, keys []*Key, bins []string) map[string]any {
+	details := map[string]any{"role": opts.Role, "from": opts.From, "keys": keyIDsOfOpened(keys), "threshold": opts.Threshold}
+	if len(bins) > 0 {
+		details["bins"] = len(bins)
+	} else {
+		details["paths"] = opts.Paths
+		details["terminating"] = opts.Terminating
+	}
+	return details
 }
 
 // foldBins reports hashed bins as one entry under their prefix.
@@ -208,26 +232,6 @@ func foldBins(res *Result, prefix string, bins []string) {
 func fromError(dir, from string) error {
 	return &RepoError{Dir: dir, Detail: fmt.Sprintf("--from %q: no such targets role", from),
 		HintText: "delegate from targets or from a delegated role; rootkeeper delegate list --repo " + dir + " shows them"}
-}
-
-// signBins signs every bin with keys, reporting progress now and then.
-func (s *Session) signBins(ctx context.Context, repo *roles.Repo, bins []string, keys []*Key, threshold int) error {
-	start := time.Now()
-	for i, b := range bins {
-		md := repo.Delegated[b]
-		for _, k := range keys[:threshold] {
-			if err := roles.Sign(md, k.TUF); err != nil {
-				return fmt.Errorf("%s: %w", b, err)
-			}
-		}
-		if n := i + 1; n%1024 == 0 || n == len(bins) {
-			s.progress("signed %d of %d bins (%s)", n, len(bins), time.Since(start).Round(time.Second))
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func delegateSummary(dir string, opts DelegateOptions, keys []*Key, bins []string) string {
@@ -255,68 +259,57 @@ func (s *Session) DelegateRemove(ctx context.Context, dir, role string) (*Result
 	if role == "" {
 		return nil, &RepoError{Detail: "--role is required: the delegated role to remove"}
 	}
-	var res *Result
-	err := s.withLock(dir, func(repo *roles.Repo, pol *Policy) error {
-		var from string
-		for _, d := range repo.Delegations() {
-			if d.Name == role {
-				from = d.Delegator
-				break
-			}
+	return s.change(ctx, dir, func(st *state) (*Change, error) { return planDelegateRemove(st, role) })
+}
+
+// planDelegateRemove plans removing the delegation to role: the
+// delegating role's new version, then snapshot and timestamp.
+func planDelegateRemove(st *state, role string) (*Change, error) {
+	var from string
+	for _, d := range st.repo.Delegations() {
+		if d.Name == role {
+			from = d.Delegator
+			break
 		}
-		if from == "" {
-			return &RepoError{Dir: dir, Detail: fmt.Sprintf("no role delegates to %q", role),
-				HintText: "rootkeeper delegate list --repo " + dir + " shows the delegations"}
-		}
-		now := s.now()
-		trustedBefore := repo.KeyIDs()
-		if err := bumpRole(repo, pol, from, now); err != nil {
-			return err
-		}
-		counts := map[string]int{}
-		for name, md := range repo.Delegated {
-			counts[name] = len(md.Signed.Targets)
-		}
-		_, removed, err := repo.RemoveDelegation(role)
-		if err != nil {
-			return err
-		}
-		lost := 0
-		for _, r := range removed {
-			lost += counts[r]
-		}
-		var summary strings.Builder
-		fmt.Fprintf(&summary, "Remove the delegation from %s to %s in %s\n", from, role, dir)
-		for _, r := range removed {
-			delete(pol.Roles, r)
-		}
-		delete(pol.Roles, role)
-		fmt.Fprintf(&summary, "  roles no longer trusted: %s\n", abbreviate(removed))
-		fmt.Fprintf(&summary, "  targets clients stop accepting: %d\n", lost)
-		fmt.Fprintf(&summary, "Then %s is re-signed with its keys and snapshot and timestamp are published.", from)
-		if err := s.confirm(summary.String()); err != nil {
-			return err
-		}
-		records := loadRecords(dir)
-		if err := s.signTargetsRole(ctx, repo, pol, from, records); err != nil {
-			return err
-		}
-		if err := s.publish(ctx, repo, pol, now); err != nil {
-			return err
-		}
-		details := map[string]any{"role": role, "from": from, "removed_roles": len(removed), "targets_dropped": lost}
-		if len(removed) <= 32 {
-			details["removed"] = removed
-		}
-		retired, retiredIDs := retiredRecords(dir, repo, trustedBefore)
-		if len(retiredIDs) > 0 {
-			details["retired_key_records"] = retiredIDs
-		}
-		res, err = s.commit(&change{op: "delegate-remove", dir: dir, repo: repo, policy: pol, now: now,
-			changed: []string{from, RoleSnapshot, RoleTimestamp}, extra: retired, remove: retiredPaths(retiredIDs), details: details})
-		return err
-	})
-	return res, err
+	}
+	if from == "" {
+		return nil, &RepoError{Dir: st.dir, Detail: fmt.Sprintf("no role delegates to %q", role),
+			HintText: "rootkeeper delegate list --repo " + st.dir + " shows the delegations"}
+	}
+	c := st.newChange("delegate-remove")
+	trustedBefore := c.Repo.KeyIDs()
+	if err := bumpRole(c.Repo, c.Policy, from, c.At); err != nil {
+		return nil, err
+	}
+	counts := targetCounts(c.Repo)
+	_, removed, err := c.Repo.RemoveDelegation(role)
+	if err != nil {
+		return nil, err
+	}
+	lost := 0
+	for _, r := range removed {
+		lost += counts[r]
+		delete(c.Policy.Roles, r)
+	}
+	delete(c.Policy.Roles, role)
+	c.Summary.Text = fmt.Sprintf("Remove the delegation from %s to %s in %s\n  roles no longer trusted: %s\n  targets clients stop accepting: %d\nThen %s is re-signed with its keys and snapshot and timestamp are published.",
+		from, role, st.dir, abbreviate(removed), lost, from)
+	c.Details = map[string]any{"role": role, "from": from, "removed_roles": len(removed), "targets_dropped": lost}
+	if len(removed) <= 32 {
+		c.Details["removed"] = removed
+	}
+	c.retire(trustedBefore)
+	c.Changed = []string{from, RoleSnapshot, RoleTimestamp}
+	return c, c.stepsFor(from)
+}
+
+// targetCounts counts the targets of each delegated role.
+func targetCounts(repo *roles.Repo) map[string]int {
+	counts := map[string]int{}
+	for name, md := range repo.Delegated {
+		counts[name] = len(md.Signed.Targets)
+	}
+	return counts
 }
 
 // abbreviate lists names, or the first and last few of a long list.

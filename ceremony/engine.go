@@ -34,7 +34,7 @@ type UI interface {
 // Session runs ceremonies with keys from hardware. It opens each key once
 // and keeps it open (and its token logged in to) until Close.
 type Session struct {
-	Keys *hsm.Keyring
+	Keys Keystore
 	UI   UI
 	// Now is the clock every change is made at; nil means time.Now. Only
 	// code that runs a session in-process sets it (tests that need time to
@@ -46,6 +46,20 @@ type Session struct {
 
 	keys map[string]*Key
 }
+
+// Keystore is where a session gets its keys: *hsm.Keyring (the devices),
+// or an in-memory fake in unit tests of planning and threshold logic.
+type Keystore interface {
+	// Signer opens the key a URI names.
+	Signer(ctx context.Context, uri string) (hsm.Signer, error)
+	// Attest reads the device's evidence for the key, when the signer's
+	// Info carries none.
+	Attest(ctx context.Context, uri string) (*hsm.Evidence, error)
+	// Close closes every device opened.
+	Close() error
+}
+
+var _ Keystore = (*hsm.Keyring)(nil)
 
 // Key is an open hardware key and its TUF identity.
 type Key struct {
@@ -183,7 +197,8 @@ func (e *MismatchError) Is(target error) bool { return target == hsm.ErrKeyMisma
 type ThresholdError struct {
 	Role       string
 	Have, Need int
-	Missing    []string
+	Missing    []MissingKey // the keys that did not sign
+	Absent     []string     // URIs of devices that were not there
 }
 
 func (e *ThresholdError) Error() string {
@@ -195,7 +210,26 @@ func (e *ThresholdError) Hint() string {
 	if len(e.Missing) == 0 {
 		return "add signing key URIs for " + e.Role + " to rootkeeper.yaml"
 	}
-	return "plug in the token of one of these keys and run again: " + shortList(e.Missing)
+	var keys []string
+	for _, m := range e.Missing {
+		keys = append(keys, m.String())
+	}
+	msg := "plug in the token of one of these keys and run again: " + strings.Join(keys, ", ")
+	if len(e.Absent) > 0 {
+		msg += "; not plugged in this time: " + strings.Join(e.Absent, ", ")
+	}
+	return msg
+}
+
+// missingKeys names the keys of ids that are not in done.
+func missingKeys(ids []string, done func(string) bool, records map[string]*KeyRecord) []MissingKey {
+	var out []MissingKey
+	for _, id := range ids {
+		if !done(id) {
+			out = append(out, MissingKey{KeyID: id, URI: uriFor(id, records)})
+		}
+	}
+	return out
 }
 
 func short(id string) string {
@@ -211,50 +245,6 @@ func shortList(ids []string) string {
 		out[i] = short(id)
 	}
 	return strings.Join(out, ", ")
-}
-
-// signWith signs md with each key of uris that the role trusts, until all
-// have signed. It fails unless at least threshold signatures were made.
-func signWith[T metadata.Roles](ctx context.Context, s *Session, md *metadata.Metadata[T], role string, uris []string, trusted []string, threshold int) error {
-	have := 0
-	var absent error
-	for i, uri := range uris {
-		k, err := s.Open(ctx, uri)
-		if errors.Is(err, hsm.ErrTokenNotPresent) && len(uris)-1 >= threshold {
-			// Another key may still make the threshold; say so and go on.
-			s.progress("%s: not present, signing %s with the other keys (%v)", objectOf(uri), role, err)
-			absent = err
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if !contains(trusted, k.ID()) {
-			return &MismatchError{URI: uri, KeyID: k.ID(), Role: role, Trusted: trusted}
-		}
-		s.progress("signing %s with key %d of %d: %s (%s)", role, i+1, len(uris), short(k.ID()), objectOf(uri))
-		if err := roles.Sign(md, k.TUF); err != nil {
-			return fmt.Errorf("%s: %w", role, err)
-		}
-		have++
-	}
-	if have < threshold && absent != nil {
-		return absent
-	}
-	if have < threshold {
-		var missing []string
-		for _, id := range trusted {
-			found := false
-			for _, sig := range md.Signatures {
-				found = found || sig.KeyID == id
-			}
-			if !found {
-				missing = append(missing, id)
-			}
-		}
-		return &ThresholdError{Role: role, Have: have, Need: threshold, Missing: missing}
-	}
-	return nil
 }
 
 func contains(list []string, s string) bool {
@@ -293,21 +283,6 @@ func keyRecord(k *Key, roleNames []string, now time.Time) (*KeyRecord, error) {
 		Evidence:   k.Evidence,
 		RecordedAt: now,
 	}, nil
-}
-
-// change is one write to a repository: the new metadata state, the extra
-// files, and what the transcript says about it.
-type change struct {
-	op       string
-	dir      string
-	repo     *roles.Repo
-	policy   *Policy
-	now      time.Time
-	changed  []string // roles given a new version
-	extra    []File   // target files, key records
-	details  map[string]any
-	noPolicy bool     // do not rewrite the policy
-	remove   []string // files to remove (retired key records), with the change
 }
 
 // PreflightError reports a change that a TUF client would not accept; it
@@ -362,7 +337,7 @@ type Result struct {
 // path, commitFiles (journal.go: journaled, all or nothing). A failure
 // after the change became visible is a warning in the result, not an
 // error: the change is done, and the next run completes its journal.
-func (s *Session) commit(c *change) (*Result, error) {
+func (s *Session) commit(c *Change) (*Result, error) {
 	files, err := c.files()
 	if err != nil {
 		return nil, err
@@ -371,23 +346,23 @@ func (s *Session) commit(c *change) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	write, notes, err := plannedWrites(c.dir, files)
+	write, notes, err := plannedWrites(c.Dir, files)
 	if err != nil {
 		return nil, err
 	}
-	entry, err := appendTranscript(c.dir, c.now, c.op, c.details, write)
+	entry, err := appendTranscript(c.Dir, c.At, c.Op, c.Details, write)
 	if err != nil {
 		return nil, err
 	}
 	write = append(write, entry)
-	for _, p := range c.remove {
+	for _, p := range c.Remove {
 		write = append(write, File{Path: p, Remove: true})
 	}
-	done, err := commitFiles(c.dir, &changeset{op: c.op, at: c.now, changed: c.changed, files: write})
+	done, err := commitFiles(c.Dir, &changeset{op: c.Op, at: c.At, changed: c.Changed, files: write})
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Dir: c.dir, Operation: c.op, Changed: c.changed, Versions: map[string]int64{}, Expires: map[string]string{}, Details: c.details}
+	res := &Result{Dir: c.Dir, Operation: c.Op, Changed: c.Changed, Versions: map[string]int64{}, Expires: map[string]string{}, Details: c.Details}
 	for _, rr := range report.Roles {
 		res.Versions[rr.Role] = rr.Version
 		res.Expires[rr.Role] = rr.Expires.UTC().Format(time.RFC3339)
@@ -406,8 +381,8 @@ func (s *Session) commit(c *change) (*Result, error) {
 
 // files lists every file the change writes: the metadata, the extra
 // files and (unless noPolicy) the policy.
-func (c *change) files() ([]File, error) {
-	metaFiles, err := c.repo.Files()
+func (c *Change) files() ([]File, error) {
+	metaFiles, err := c.Repo.Files()
 	if err != nil {
 		return nil, err
 	}
@@ -415,9 +390,9 @@ func (c *change) files() ([]File, error) {
 	for _, f := range metaFiles {
 		files = append(files, File{Path: f.Path, Data: f.Data, Immutable: immutableMeta(f.Path)})
 	}
-	files = append(files, c.extra...)
-	if !c.noPolicy {
-		pol, err := c.policy.Marshal()
+	files = append(files, c.Extra...)
+	if !c.NoPolicy {
+		pol, err := c.Policy.Marshal()
 		if err != nil {
 			return nil, err
 		}
@@ -428,16 +403,16 @@ func (c *change) files() ([]File, error) {
 
 // preflightChange runs the preflight on files laid over the repository:
 // a change that any client would refuse is refused.
-func preflightChange(c *change, files []File) (*roles.Report, error) {
+func preflightChange(c *Change, files []File) (*roles.Report, error) {
 	overlay := make([]roles.File, len(files))
 	for i, f := range files {
 		overlay[i] = roles.File{Path: f.Path, Data: f.Data}
 	}
 	margins := map[string]time.Duration{}
-	for _, r := range c.changed {
-		margins[r] = c.policy.Role(policyRole(c.policy, r)).Window.D()
+	for _, r := range c.Changed {
+		margins[r] = c.Policy.Role(policyRole(c.Policy, r)).Window.D()
 	}
-	report, err := preflight(c, overlay, roles.VerifyOptions{At: c.now, Margins: margins, CheckTargets: true}) // preflight.go
+	report, err := preflight(c, overlay, roles.VerifyOptions{At: c.At, Margins: margins, CheckTargets: true}) // preflight.go
 	if err != nil {
 		return nil, err
 	}

@@ -12,8 +12,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata"
-
 	"github.com/rootkeeper/rootkeeper/hsm"
 	"github.com/rootkeeper/rootkeeper/roles"
 )
@@ -183,23 +181,15 @@ func keyIDOf(pub crypto.PublicKey) (string, error) {
 }
 
 // trustedKeyIDs returns the ids of the keys the newest root and every
-// delegation trust.
+// reachable delegation trust (roles.Repo.KeyIDs).
 func trustedKeyIDs(dir string) (map[string]bool, error) {
 	repo, err := roles.Load(os.DirFS(dir))
 	if err != nil {
 		return nil, err
 	}
 	ids := map[string]bool{}
-	for id := range repo.Root().Signed.Keys {
+	for _, id := range repo.KeyIDs() {
 		ids[id] = true
-	}
-	for _, t := range append([]*metadata.Metadata[metadata.TargetsType]{repo.Targets}, mapValues(repo.Delegated)...) {
-		if t == nil || t.Signed.Delegations == nil {
-			continue
-		}
-		for id := range t.Signed.Delegations.Keys {
-			ids[id] = true
-		}
 	}
 	return ids, nil
 }

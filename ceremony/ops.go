@@ -2,6 +2,7 @@ package ceremony
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -47,193 +48,96 @@ func TargetName(name string) error {
 // role with its keys from the policy, and publishes new snapshot and
 // timestamp versions.
 func (s *Session) AddTargets(ctx context.Context, dir, role string, inputs []TargetInput) (*Result, error) {
-	var res *Result
-	err := s.withLock(dir, func(repo *roles.Repo, pol *Policy) error {
-		if _, err := targetsRole(repo, role); err != nil {
-			return err
-		}
-		now := s.now()
-		if err := bumpRole(repo, pol, role, now); err != nil {
-			return err
-		}
-		var extra []File
-		var names []string
-		for _, in := range inputs {
-			if err := TargetName(in.Name); err != nil {
-				return &RepoError{Dir: dir, Detail: err.Error(), HintText: "use --prefix to put files under a directory"}
-			}
-			if err := checkDelegatedPath(repo, role, in.Name); err != nil {
-				return err
-			}
-			files, err := addTargetInput(repo, pol.ConsistentSnapshot, role, in) // external.go
-			if err != nil {
-				return err
-			}
-			extra = append(extra, files...)
-			names = append(names, in.Name)
-		}
-		if err := s.signRole(ctx, repo, pol, role); err != nil {
-			return err
-		}
-		if err := s.publish(ctx, repo, pol, now); err != nil {
-			return err
-		}
-		var err error
-		res, err = s.commit(&change{op: "targets-add", dir: dir, repo: repo, policy: pol, now: now, noPolicy: true,
-			changed: []string{role, RoleSnapshot, RoleTimestamp}, extra: extra,
-			details: map[string]any{"role": role, "targets": names}})
-		return err
-	})
-	return res, err
+	return s.change(ctx, dir, func(st *state) (*Change, error) { return planTargets(st, role, inputs, nil) })
 }
 
 // RemoveTargets removes target paths from role and publishes.
 func (s *Session) RemoveTargets(ctx context.Context, dir, role string, names []string) (*Result, error) {
-	var res *Result
-	err := s.withLock(dir, func(repo *roles.Repo, pol *Policy) error {
-		if _, err := targetsRole(repo, role); err != nil {
-			return err
-		}
-		now := s.now()
-		if err := bumpRole(repo, pol, role, now); err != nil {
-			return err
-		}
-		for _, n := range names {
-			if err := repo.RemoveTarget(role, n); err != nil {
-				return &RepoError{Dir: dir, Detail: err.Error(), HintText: "rootkeeper verify --repo " + dir + " --json lists the targets of each role"}
-			}
-		}
-		if err := s.signRole(ctx, repo, pol, role); err != nil {
-			return err
-		}
-		if err := s.publish(ctx, repo, pol, now); err != nil {
-			return err
-		}
-		var err error
-		res, err = s.commit(&change{op: "targets-remove", dir: dir, repo: repo, policy: pol, now: now, noPolicy: true,
-			changed: []string{role, RoleSnapshot, RoleTimestamp}, details: map[string]any{"role": role, "targets": names}})
-		return err
-	})
-	return res, err
+	return s.change(ctx, dir, func(st *state) (*Change, error) { return planTargets(st, role, nil, names) })
 }
 
 // Publish signs new snapshot and timestamp versions for the current state.
 func (s *Session) Publish(ctx context.Context, dir string) (*Result, error) {
-	var res *Result
-	err := s.withLock(dir, func(repo *roles.Repo, pol *Policy) error {
-		now := s.now()
-		if err := s.publish(ctx, repo, pol, now); err != nil {
-			return err
-		}
-		var err error
-		res, err = s.commit(&change{op: "publish", dir: dir, repo: repo, policy: pol, now: now, noPolicy: true,
-			changed: []string{RoleSnapshot, RoleTimestamp}})
-		return err
-	})
-	return res, err
+	return s.change(ctx, dir, planPublish)
 }
 
+// planTargets plans adding inputs to role or removing names from it: a new
+// version of role, then snapshot and timestamp.
+func planTargets(st *state, role string, add []TargetInput, remove []string) (*Change, error) {
+	if _, err := targetsRole(st.repo, role); err != nil {
+		return nil, err
+	}
+	op, names := "targets-add", remove
+	if remove != nil {
+		op = "targets-remove"
+	}
+	c := st.newChange(op)
+	if err := bumpRole(c.Repo, c.Policy, role, c.At); err != nil {
+		return nil, err
+	}
+	for _, in := range add {
+		files, err := addTarget(st, role, in)
+		if err != nil {
+			return nil, err
+		}
+		c.Extra = append(c.Extra, files...)
+		names = append(names, in.Name)
+	}
+	for _, n := range remove {
+		if err := c.Repo.RemoveTarget(role, n); err != nil {
+			return nil, &RepoError{Dir: st.dir, Detail: err.Error(), HintText: "rootkeeper verify --repo " + st.dir + " --json lists the targets of each role"}
+		}
+	}
+	c.NoPolicy = true
+	c.Changed = []string{role, RoleSnapshot, RoleTimestamp}
+	c.Details = map[string]any{"role": role, "targets": names}
+	return c, c.stepsFor(role)
+}
+
+// addTarget checks one target's name and path and adds it to role.
+func addTarget(st *state, role string, in TargetInput) ([]File, error) {
+	if err := TargetName(in.Name); err != nil {
+		return nil, &RepoError{Dir: st.dir, Detail: err.Error(), HintText: "use --prefix to put files under a directory"}
+	}
+	if err := checkDelegatedPath(st.repo, role, in.Name); err != nil {
+		return nil, err
+	}
+	return addTargetInput(st.repo, st.pol.ConsistentSnapshot, role, in) // external.go
+}
+
+// planPublish plans new snapshot and timestamp versions.
+func planPublish(st *state) (*Change, error) {
+	c := st.newChange("publish")
+	c.NoPolicy = true
+	c.Changed = []string{RoleSnapshot, RoleTimestamp}
+	return c, c.stepsFor()
+}
+
+// targetsRole is the metadata of a targets role, or an error with a hint.
 func targetsRole(repo *roles.Repo, role string) (*metadata.Metadata[metadata.TargetsType], error) {
-	if role == RoleTargets {
-		return repo.Targets, nil
+	md, err := repo.TargetsRole(role)
+	if err != nil {
+		return nil, &RepoError{Dir: "", Detail: fmt.Sprintf("no targets role %q", role),
+			HintText: "use --role targets or the name of a delegated role (rootkeeper status lists them)"}
 	}
-	if md, ok := repo.Delegated[role]; ok {
-		return md, nil
-	}
-	return nil, &RepoError{Dir: "", Detail: fmt.Sprintf("no targets role %q", role),
-		HintText: "use --role targets or the name of a delegated role (rootkeeper status lists them)"}
+	return md, nil
 }
 
 // checkDelegatedPath refuses a target a delegated role is not trusted for:
 // clients would never look for it there.
 func checkDelegatedPath(repo *roles.Repo, role, name string) error {
-	if role == RoleTargets {
-		return nil
+	err := repo.Covers(role, name)
+	var pe *roles.PathError
+	if errors.As(err, &pe) {
+		return &RepoError{Detail: err.Error(), HintText: "use --prefix so the target path matches the delegation, or add it to another role"}
 	}
-	for _, parent := range append([]*metadata.Metadata[metadata.TargetsType]{repo.Targets}, mapValues(repo.Delegated)...) {
-		if parent.Signed.Delegations == nil {
-			continue
-		}
-		for _, d := range parent.Signed.Delegations.Roles {
-			if d.Name != role {
-				continue
-			}
-			ok, err := d.IsDelegatedPath(name)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return &RepoError{Detail: fmt.Sprintf("role %s is not trusted for %q (its paths are %s)", role, name, strings.Join(d.Paths, ", ")),
-					HintText: "use --prefix so the target path matches the delegation, or add it to another role"}
-			}
-			return nil
-		}
-	}
-	return nil
-}
-
-func mapValues(m map[string]*metadata.Metadata[metadata.TargetsType]) []*metadata.Metadata[metadata.TargetsType] {
-	out := make([]*metadata.Metadata[metadata.TargetsType], 0, len(m))
-	for _, v := range m {
-		out = append(out, v)
-	}
-	return out
+	return err
 }
 
 // bumpRole gives a targets role a new, unsigned version that expires after
 // its lifetime.
 func bumpRole(repo *roles.Repo, pol *Policy, role string, now time.Time) error {
 	return repo.BumpRole(role, now.Add(pol.Role(policyRole(pol, role)).Expires.D()))
-}
-
-// signRole signs a targets role with its keys from the policy.
-func (s *Session) signRole(ctx context.Context, repo *roles.Repo, pol *Policy, role string) error {
-	md, err := targetsRole(repo, role)
-	if err != nil {
-		return err
-	}
-	trusted, threshold := trustedFor(repo, role)
-	return signWith(ctx, s, md, role, pol.Role(policyRole(pol, role)).Keys, trusted, threshold)
-}
-
-// trustedFor returns the key ids and threshold the delegator of role trusts.
-func trustedFor(repo *roles.Repo, role string) ([]string, int) {
-	root := repo.Root().Signed
-	if r, ok := root.Roles[role]; ok {
-		return r.KeyIDs, r.Threshold
-	}
-	for _, parent := range append([]*metadata.Metadata[metadata.TargetsType]{repo.Targets}, mapValues(repo.Delegated)...) {
-		if parent.Signed.Delegations == nil {
-			continue
-		}
-		for _, d := range parent.Signed.Delegations.Roles {
-			if d.Name == role {
-				return d.KeyIDs, d.Threshold
-			}
-		}
-	}
-	if rk, err := repo.RoleKeysOf(role); err == nil { // hashed bins (succinct delegations)
-		return keyIDsOfKeys(rk.Keys), rk.Threshold
-	}
-	return nil, 1
-}
-
-// publish makes and signs new snapshot and timestamp versions.
-func (s *Session) publish(ctx context.Context, repo *roles.Repo, pol *Policy, now time.Time) error {
-	snap := pol.Role(RoleSnapshot)
-	if err := repo.UpdateSnapshot(now.Add(snap.Expires.D())); err != nil {
-		return err
-	}
-	trusted, threshold := trustedFor(repo, RoleSnapshot)
-	if err := signWith(ctx, s, repo.Snapshot, RoleSnapshot, snap.Keys, trusted, threshold); err != nil {
-		return err
-	}
-	ts := pol.Role(RoleTimestamp)
-	if err := repo.UpdateTimestamp(now.Add(ts.Expires.D())); err != nil {
-		return err
-	}
-	trusted, threshold = trustedFor(repo, RoleTimestamp)
-	return signWith(ctx, s, repo.Timestamp, RoleTimestamp, ts.Keys, trusted, threshold)
 }
 
 // ReadTargetInputs reads files to add; each target is named prefix + the

@@ -23,7 +23,7 @@ import (
 // it lists for a role cannot make the signatures the role needs.
 const RulePolicy = "policy"
 
-// preflight checks the files a change is about to write into c.dir, laid
+// preflight checks the files a change is about to write into c.Dir, laid
 // over what is there, as every client would meet them. Nothing is written
 // unless the report is OK. In order:
 //
@@ -43,8 +43,8 @@ const RulePolicy = "policy"
 //     can still make the signatures it needs.
 //
 // Each problem names the role, the rule and the fix.
-func preflight(c *change, files []roles.File, opts roles.VerifyOptions) (*roles.Report, error) {
-	return preflightFiles(c.dir, files, opts, c.changed)
+func preflight(c *Change, files []roles.File, opts roles.VerifyOptions) (*roles.Report, error) {
+	return preflightFiles(c.Dir, files, opts, c.Changed)
 }
 
 // PreflightOptions tune Preflight.

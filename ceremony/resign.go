@@ -303,7 +303,7 @@ func leftText(left time.Duration) string {
 }
 
 func needFor(repo *roles.Repo, pol *Policy, role string) (int, []string) {
-	_, threshold := trustedFor(repo, role)
+	_, threshold, _ := repo.RoleKeyIDs(role)
 	var keys []string
 	for _, u := range pol.Role(policyRole(pol, role)).Keys {
 		keys = append(keys, objectOf(u))
@@ -348,7 +348,7 @@ func withFollowers(repo *roles.Repo, pol *Policy, at time.Time, due []RoleDue) [
 // otherwise no keys and what the role waits for.
 func (s *Session) gather(ctx context.Context, st *resignState, repo *roles.Repo, pol *Policy, role string) ([]*Key, *Wait, error) {
 	uris := pol.Role(policyRole(pol, role)).Keys
-	trusted, threshold := trustedFor(repo, role)
+	trusted, threshold, _ := repo.RoleKeyIDs(role)
 	var keys []*Key
 	seen := map[string]bool{}
 	w := &Wait{Role: role, Need: threshold}
@@ -413,7 +413,7 @@ func (s *Session) resignLocked(ctx context.Context, dir string, repo *roles.Repo
 	root := repo.Root()
 	rootExpired := !root.Signed.Expires.After(at)
 	if rootExpired {
-		_, threshold := trustedFor(repo, RoleRoot)
+		_, threshold, _ := repo.RoleKeyIDs(RoleRoot)
 		note := fmt.Sprintf("root v%d expired on %s: re-signing an expired root still needs the old root's threshold — root v%d must be signed by %d of root v%d's keys, like any root change",
 			root.Signed.Version, root.Signed.Expires.UTC().Format(time.RFC3339), root.Signed.Version+1, threshold, root.Signed.Version)
 		res.Notes = append(res.Notes, note)
@@ -484,7 +484,7 @@ func (s *Session) resignLocked(ctx context.Context, dir string, repo *roles.Repo
 		if ready[role] == nil {
 			return
 		}
-		_, threshold := trustedFor(repo, role)
+		_, threshold, _ := repo.RoleKeyIDs(role)
 		waits[role] = &Wait{Role: role, Need: threshold, Have: len(ready[role]), Detail: fmt.Sprintf("%s could be signed, but cannot be published without new %s", role, by)}
 		delete(ready, role)
 	}
@@ -611,8 +611,8 @@ func (s *Session) resignLocked(ctx context.Context, dir string, repo *roles.Repo
 		}
 		details["waiting"] = w
 	}
-	out, err := s.commit(&change{op: "resign", dir: dir, repo: repo, policy: pol, now: now, changed: resigned,
-		noPolicy: true, details: details})
+	out, err := s.commit(&Change{Op: "resign", Dir: dir, Repo: repo, Policy: pol, At: now, Changed: resigned,
+		NoPolicy: true, Details: details})
 	if err != nil {
 		return err
 	}

@@ -95,7 +95,7 @@ func newFixtureWith(t testing.TB, lifetimes map[string]string) *fixture {
 		RoleSnapshot: env.URI("online", "snapshot"), RoleTimestamp: env.URI("online", "timestamp"),
 	}
 	for _, r := range TopLevelRoles {
-		if _, err := s.Keys.Generate(ctx, uris[r], hsm.GenerateOptions{Algorithm: hsm.ECDSAP256}); err != nil {
+		if _, err := s.Keys.(*hsm.Keyring).Generate(ctx, uris[r], hsm.GenerateOptions{Algorithm: hsm.ECDSAP256}); err != nil {
 			t.Fatal(err)
 		}
 	}

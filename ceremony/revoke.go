@@ -134,44 +134,104 @@ func (s *Session) Revoke(ctx context.Context, dir string, opts RevokeOptions) (*
 	if err := checkRevokeOptions(dir, opts); err != nil {
 		return nil, err
 	}
-	var res *Result
-	err := s.withLock(dir, func(repo *roles.Repo, pol *Policy) error {
-		records := loadRecords(dir)
-		trustedBefore := repo.KeyIDs()
-		id, err := s.resolveKey(ctx, dir, repo, records, opts.Key)
+	return s.change(ctx, dir, func(st *state) (*Change, error) {
+		id, err := s.resolveKey(ctx, dir, st.repo, st.records, opts.Key)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		p, err := planRevoke(dir, repo, id, opts) // revoke_plan.go: no device
+		p, err := planRevoke(dir, st.repo, id, opts) // revoke_plan.go: no device
 		if err != nil {
-			return err
+			return nil, err
 		}
 		adds := map[string][]*Key{}
 		for _, t := range p.trusts {
 			if slices.Contains(opts.Drop, t.Role) || p.isGone(t) {
 				continue
 			}
-			if adds[t.Role], err = s.openNewKeys(ctx, dir, pol, t.Role, opts.Add[t.Role], t.KeyIDs, map[string]bool{id: true}); err != nil {
-				return err
+			if adds[t.Role], err = s.openNewKeys(ctx, dir, st.pol, t.Role, opts.Add[t.Role], t.KeyIDs, map[string]bool{id: true}); err != nil {
+				return nil, err
 			}
 		}
-		now := s.now()
-		oldRootURIs := slices.Clone(pol.Role(RoleRoot).Keys)
-		rev := &Revocation{KeyID: id, URI: uriFor(id, records), Reason: opts.Reason, Unvouched: p.unvouched}
-		bumped, dropRoles, err := s.applyRevoke(repo, pol, p, opts, adds, records, now, rev)
+		return revokeChange(st, p, opts, adds, s.knownKey(st.records))
+	})
+}
+
+// revokeChange makes the planned revocation a change: the metadata and
+// the policy as planned (applyRevoke), root signed by the offline root
+// keys (the revoked key only if the others cannot), each changed targets
+// role by its keys, then snapshot and timestamp.
+func revokeChange(st *state, p *revokePlan, opts RevokeOptions, adds map[string][]*Key, known func(string) (string, bool)) (*Change, error) {
+	c := st.newChange("revoke")
+	trustedBefore := c.Repo.KeyIDs()
+	rootURIs := slices.Clone(c.Policy.Role(RoleRoot).Keys)
+	for _, k := range adds[RoleRoot] {
+		rootURIs = append(rootURIs, k.URI)
+	}
+	rev := &Revocation{KeyID: p.id, URI: uriFor(p.id, st.records), Reason: opts.Reason, Unvouched: p.unvouched}
+	bumped, dropRoles, err := applyRevoke(c.Repo, c.Policy, p, opts, adds, known, c.At, rev)
+	if err != nil {
+		return nil, err
+	}
+	c.Summary.Text = revokeSummary(st.dir, rev, p.needRoot)
+	if p.needRoot {
+		root, err := c.rootStep(rootURIs, rootURIs)
+		if err != nil {
+			return nil, err
+		}
+		root.Last = []string{p.id}
+		c.Steps = append(c.Steps, root)
+		c.Changed = append(c.Changed, RoleRoot)
+	}
+	if err := c.changedSteps(bumped); err != nil {
+		return nil, err
+	}
+	for role, keys := range adds {
+		files, err := keyRecordFiles(st.records, keys, role, c.At)
+		if err != nil {
+			return nil, err
+		}
+		c.Extra = append(c.Extra, files...)
+	}
+	c.Details = map[string]any{"keyid": p.id, "reason": rev.Reason, "revocation": rev}
+	if len(dropRoles) > 0 {
+		c.Details["roles_removed"] = dropRoles
+	}
+	c.retire(trustedBefore)
+	return c, nil
+}
+
+// changedSteps appends a step for every targets role given a new version
+// (hashed bins: one step for each set), then snapshot and timestamp.
+func (c *Change) changedSteps(bumped map[string]bool) error {
+	sets := map[string][]string{}
+	var order []string
+	for _, role := range sortedKeys(bumped) {
+		if _, bin := binPolicy(c.Policy, role); !bin || len(bumped) < 64 {
+			c.Changed = append(c.Changed, role)
+		}
+		if prefix, ok := binPolicy(c.Policy, role); ok {
+			if sets[prefix] == nil {
+				order = append(order, prefix)
+			}
+			sets[prefix] = append(sets[prefix], role)
+			continue
+		}
+		st, err := c.roleStep(role)
 		if err != nil {
 			return err
 		}
-		if err := s.confirm(revokeSummary(dir, rev, p.needRoot)); err != nil {
+		c.Steps = append(c.Steps, st)
+	}
+	for _, prefix := range order {
+		st, err := c.roleStep(sets[prefix][0])
+		if err != nil {
 			return err
 		}
-		if err := s.signRevocation(ctx, repo, pol, p, adds, oldRootURIs, bumped, records, now); err != nil {
-			return err
-		}
-		res, err = s.commitRevocation(dir, repo, pol, p, rev, adds, bumped, dropRoles, records, trustedBefore, now)
-		return err
-	})
-	return res, err
+		st.Role, st.Bins, st.All = prefix, sets[prefix], false
+		c.Steps = append(c.Steps, st)
+	}
+	c.Changed = append(c.Changed, RoleSnapshot, RoleTimestamp)
+	return c.stepsFor()
 }
 
 // checkRevokeOptions checks what needs no repository: the key and the
@@ -203,7 +263,7 @@ func checkRevokeOptions(dir string, opts RevokeOptions) error {
 // delegations are removed, and each role whose version only the key
 // vouched for gets a new one. It returns the roles given a new version
 // and the delegated roles no longer trusted.
-func (s *Session) applyRevoke(repo *roles.Repo, pol *Policy, p *revokePlan, opts RevokeOptions, adds map[string][]*Key, records map[string]*KeyRecord, now time.Time, rev *Revocation) (map[string]bool, []string, error) {
+func applyRevoke(repo *roles.Repo, pol *Policy, p *revokePlan, opts RevokeOptions, adds map[string][]*Key, known func(string) (string, bool), now time.Time, rev *Revocation) (map[string]bool, []string, error) {
 	if p.needRoot {
 		if err := repo.BumpRole(RoleRoot, now.Add(pol.Role(RoleRoot).Expires.D())); err != nil {
 			return nil, nil, err
@@ -230,7 +290,7 @@ func (s *Session) applyRevoke(repo *roles.Repo, pol *Policy, p *revokePlan, opts
 		dropRoles = append(dropRoles, removed...)
 		rev.Roles = append(rev.Roles, rr)
 	}
-	revokePolicy(s, pol, p, opts, adds, records, dropRoles)
+	revokePolicy(pol, p, opts, adds, known, dropRoles)
 	for i := range rev.Roles {
 		if err := roleMetadata(repo, p, opts, &rev.Roles[i], rev.RootVersion, bump); err != nil {
 			return nil, nil, err
@@ -317,10 +377,10 @@ func rekey(repo *roles.Repo, p *revokePlan, t roles.Trust, opts RevokeOptions, a
 
 // revokePolicy makes rootkeeper.yaml follow: the revoked key's URI goes,
 // replacements come, removed roles lose their entries.
-func revokePolicy(s *Session, pol *Policy, p *revokePlan, opts RevokeOptions, adds map[string][]*Key, records map[string]*KeyRecord, dropRoles []string) {
+func revokePolicy(pol *Policy, p *revokePlan, opts RevokeOptions, adds map[string][]*Key, known func(string) (string, bool), dropRoles []string) {
 	revoked := map[string]bool{p.id: true}
 	for name, rp := range pol.Roles {
-		rp.Keys = s.dropURIs(rp.Keys, revoked, records)
+		rp.Keys = dropURIs(rp.Keys, revoked, known)
 		pol.Roles[name] = rp
 	}
 	for role, keys := range adds {
@@ -439,57 +499,6 @@ func roleMetadataText(changed int, rr *RevokedRole, removed, kept int) string {
 	return msg
 }
 
-// signRevocation signs what the revocation changed: root with the offline
-// root keys (the revoked key only if the others cannot), each changed
-// targets role with its keys, then snapshot and timestamp.
-func (s *Session) signRevocation(ctx context.Context, repo *roles.Repo, pol *Policy, p *revokePlan, adds map[string][]*Key, oldRootURIs []string, bumped map[string]bool, records map[string]*KeyRecord, now time.Time) error {
-	if p.needRoot {
-		uris := oldRootURIs
-		for _, k := range adds[RoleRoot] {
-			uris = append(uris, k.URI)
-		}
-		if err := s.signRoot(ctx, repo, uris, map[string]bool{p.id: true}, records); err != nil {
-			return err
-		}
-	}
-	if err := s.signChanged(ctx, repo, pol, bumped, records); err != nil {
-		return err
-	}
-	return s.publish(ctx, repo, pol, now)
-}
-
-// commitRevocation writes the revocation with its key records, through
-// the journal.
-func (s *Session) commitRevocation(dir string, repo *roles.Repo, pol *Policy, p *revokePlan, rev *Revocation, adds map[string][]*Key, bumped map[string]bool, dropRoles []string, records map[string]*KeyRecord, trustedBefore []string, now time.Time) (*Result, error) {
-	var extra []File
-	for role, keys := range adds {
-		files, err := s.keyRecords(dir, records, keys, role, now)
-		if err != nil {
-			return nil, err
-		}
-		extra = append(extra, files...)
-	}
-	changed := []string{}
-	if p.needRoot {
-		changed = append(changed, RoleRoot)
-	}
-	for _, r := range sortedKeys(bumped) {
-		if _, bin := binPolicy(pol, r); !bin || len(bumped) < 64 {
-			changed = append(changed, r)
-		}
-	}
-	changed = append(changed, RoleSnapshot, RoleTimestamp)
-	details := map[string]any{"keyid": p.id, "reason": rev.Reason, "revocation": rev}
-	if len(dropRoles) > 0 {
-		details["roles_removed"] = dropRoles
-	}
-	retired, retiredIDs := retiredRecords(dir, repo, trustedBefore)
-	if len(retiredIDs) > 0 {
-		details["retired_key_records"] = retiredIDs
-	}
-	return s.commit(&change{op: "revoke", dir: dir, repo: repo, policy: pol, now: now, changed: changed, extra: append(extra, retired...), remove: retiredPaths(retiredIDs), details: details})
-}
-
 func roleOrFirstBin(t roles.Trust) string {
 	if len(t.Bins) > 0 {
 		return t.Bins[0]
@@ -503,48 +512,6 @@ func trustNames(ts []roles.Trust) string {
 		out = append(out, t.Role)
 	}
 	return strings.Join(out, ", ")
-}
-
-// signChanged signs every targets role given a new version, hashed bins
-// with one opening of their keys.
-func (s *Session) signChanged(ctx context.Context, repo *roles.Repo, pol *Policy, bumped map[string]bool, records map[string]*KeyRecord) error {
-	bins := map[string][]string{}
-	for _, role := range sortedKeys(bumped) {
-		if prefix, ok := binPolicy(pol, role); ok {
-			bins[prefix] = append(bins[prefix], role)
-			continue
-		}
-		if err := s.signTargetsRole(ctx, repo, pol, role, records); err != nil {
-			return err
-		}
-	}
-	for prefix, names := range bins {
-		rk, err := repo.RoleKeysOf(names[0])
-		if err != nil {
-			return err
-		}
-		trusted := keyIDsOfKeys(rk.Keys)
-		var keys []*Key
-		for _, uri := range pol.Role(prefix).Keys {
-			k, err := s.Open(ctx, uri)
-			if errAbsent(err) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if slices.Contains(trusted, k.ID()) && !slices.Contains(keys, k) {
-				keys = append(keys, k)
-			}
-		}
-		if len(keys) < rk.Threshold {
-			return &ThresholdError{Role: prefix, Have: len(keys), Need: rk.Threshold, Missing: trusted}
-		}
-		if err := s.signBins(ctx, repo, names, keys, rk.Threshold); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func revokeSummary(dir string, rev *Revocation, needRoot bool) string {

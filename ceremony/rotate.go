@@ -41,83 +41,95 @@ func (s *Session) Rotate(ctx context.Context, dir string, opts RotateOptions) (*
 	if err := checkRotateOptions(dir, opts); err != nil {
 		return nil, err
 	}
-	var res *Result
-	err := s.withLock(dir, func(repo *roles.Repo, pol *Policy) error {
-		role := opts.Role
-		records := loadRecords(dir)
-		trustedBefore := repo.KeyIDs()
-		p, err := s.planRotate(ctx, dir, repo, records, opts)
+	return s.change(ctx, dir, func(st *state) (*Change, error) {
+		p, err := s.rotateKeys(ctx, st, opts) // a key URI without a record: its device says which key it is
 		if err != nil {
-			return err
+			return nil, err
 		}
-		added, err := s.openNewKeys(ctx, dir, pol, role, opts.Add, p.curIDs, p.removed)
+		added, err := s.openNewKeys(ctx, dir, st.pol, opts.Role, opts.Add, p.curIDs, p.removed)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		next := p.next
-		for i, k := range p.cur.Keys {
-			if !p.removed[p.curIDs[i]] {
-				next.Keys = append(next.Keys, k)
-			}
+		if opts.Role == RoleTimestamp || opts.Role == RoleSnapshot {
+			s.progress("clients drop a cached %s whose key the new root no longer trusts (TUF 5.3.11); the new one continues the version numbers, so clients that keep theirs accept it too", opts.Role)
 		}
-		for _, k := range added {
-			next.Keys = append(next.Keys, k.TUF.Key())
-		}
-
-		now := s.now()
-		oldRoot := repo.Root()
-		oldRootURIs := slices.Clone(pol.Role(RoleRoot).Keys)
-		if err := repo.BumpRole(RoleRoot, now.Add(pol.Role(RoleRoot).Expires.D())); err != nil {
-			return err
-		}
-		if err := repo.SetRoleKeys(role, next); err != nil {
-			return err
-		}
-		newRoot := repo.Root()
-
-		// The policy follows the metadata: drop the URIs of removed keys,
-		// list the new ones.
-		rp := pol.Roles[role]
-		rp.Keys = s.dropURIs(rp.Keys, p.removed, records)
-		for _, k := range added {
-			rp.Keys = append(rp.Keys, k.URI)
-		}
-		pol.Roles[role] = rp
-
-		summary := s.rotateSummary(dir, role, oldRoot, newRoot, p.cur, next, p.curIDs, p.removed, added, records)
-		if err := s.confirm(summary); err != nil {
-			return err
-		}
-		rootURIs := oldRootURIs
-		if role == RoleRoot {
-			for _, k := range added {
-				rootURIs = append(rootURIs, k.URI)
-			}
-		}
-		if err := s.signRoot(ctx, repo, rootURIs, nil, records); err != nil {
-			return err
-		}
-		changed, err := s.rotateFollowers(ctx, repo, pol, role, records, now)
-		if err != nil {
-			return err
-		}
-		extra, err := s.keyRecords(dir, records, added, role, now)
-		if err != nil {
-			return err
-		}
-		details := map[string]any{
-			"role": role, "root_version": newRoot.Signed.Version,
-			"removed": sortedKeys(p.removed), "added": keyIDsOfOpened(added),
-			"threshold_before": p.cur.Threshold, "threshold": next.Threshold,
-		}
-		retired, retiredIDs := retiredRecords(dir, repo, trustedBefore)
-		if len(retiredIDs) > 0 {
-			details["retired_key_records"] = retiredIDs
-		}
-		res, err = s.commit(&change{op: "rotate", dir: dir, repo: repo, policy: pol, now: now, changed: changed, extra: append(extra, retired...), remove: retiredPaths(retiredIDs), details: details})
-		return err
+		return planRotate(st, opts, p, added, s.knownKey(st.records))
 	})
-	return res, err
+}
+
+// planRotate plans a rotation: root's new version with the role's new
+// keys and threshold, signed by both roots' thresholds; a rotated targets
+// re-signed by its new keys; snapshot and timestamp after any role but
+// root. rootkeeper.yaml follows: removed keys' URIs are dropped, added
+// ones listed. known tells the key id of a URI without a device.
+func planRotate(st *state, opts RotateOptions, p *rotatePlan, added []*Key, known func(string) (string, bool)) (*Change, error) {
+	role := opts.Role
+	c := st.newChange("rotate")
+	trustedBefore := c.Repo.KeyIDs()
+	next := p.next
+	for i, k := range p.cur.Keys {
+		if !p.removed[p.curIDs[i]] {
+			next.Keys = append(next.Keys, k)
+		}
+	}
+	for _, k := range added {
+		next.Keys = append(next.Keys, k.TUF.Key())
+	}
+	oldRoot := c.Repo.Root()
+	rootURIs := slices.Clone(c.Policy.Role(RoleRoot).Keys)
+	if err := c.Repo.BumpRole(RoleRoot, c.At.Add(c.Policy.Role(RoleRoot).Expires.D())); err != nil {
+		return nil, err
+	}
+	if err := c.Repo.SetRoleKeys(role, next); err != nil {
+		return nil, err
+	}
+	rp := c.Policy.Roles[role]
+	rp.Keys = dropURIs(rp.Keys, p.removed, known)
+	for _, k := range added {
+		rp.Keys = append(rp.Keys, k.URI)
+		if role == RoleRoot {
+			rootURIs = append(rootURIs, k.URI)
+		}
+	}
+	c.Policy.Roles[role] = rp
+	c.Summary.Text = rotateSummary(st.dir, role, oldRoot, c.Repo.Root(), p.cur, next, p.curIDs, p.removed, added, st.records)
+	if err := c.rotateSteps(role, rootURIs); err != nil {
+		return nil, err
+	}
+	var err error
+	if c.Extra, err = keyRecordFiles(st.records, added, role, c.At); err != nil {
+		return nil, err
+	}
+	c.Details = map[string]any{
+		"role": role, "root_version": c.Repo.Root().Signed.Version,
+		"removed": sortedKeys(p.removed), "added": keyIDsOfOpened(added),
+		"threshold_before": p.cur.Threshold, "threshold": next.Threshold,
+	}
+	c.retire(trustedBefore)
+	return c, nil
+}
+
+// rotateSteps are a rotation's steps: root (every root key, old and new,
+// tried), then what follows the rotated role.
+func (c *Change) rotateSteps(role string, rootURIs []string) error {
+	root, err := c.rootStep(rootURIs, rootURIs)
+	if err != nil {
+		return err
+	}
+	c.Steps = []*Step{root}
+	c.Changed = []string{RoleRoot}
+	switch role {
+	case RoleTargets:
+		if err := bumpRole(c.Repo, c.Policy, RoleTargets, c.At); err != nil {
+			return err
+		}
+		c.Changed = append(c.Changed, RoleTargets, RoleSnapshot, RoleTimestamp)
+		return c.stepsFor(RoleTargets)
+	case RoleSnapshot, RoleTimestamp:
+		c.Changed = append(c.Changed, RoleSnapshot, RoleTimestamp)
+		return c.stepsFor()
+	}
+	return nil
 }
 
 // checkRotateOptions checks what needs no repository, before any device:
@@ -155,11 +167,11 @@ type rotatePlan struct {
 	next    roles.RoleKeys // the new threshold; keys are filled in once opened
 }
 
-// planRotate resolves the keys to remove and checks the new key count
+// rotateKeys resolves the keys to remove and checks the new key count
 // and threshold (openNewKeys refuses a key given twice, so the count
 // holds once the new keys are opened).
-func (s *Session) planRotate(ctx context.Context, dir string, repo *roles.Repo, records map[string]*KeyRecord, opts RotateOptions) (*rotatePlan, error) {
-	role := opts.Role
+func (s *Session) rotateKeys(ctx context.Context, st *state, opts RotateOptions) (*rotatePlan, error) {
+	role, dir, repo, records := opts.Role, st.dir, st.repo, st.records
 	cur, err := repo.RoleKeysOf(role)
 	if err != nil {
 		return nil, err
@@ -190,32 +202,6 @@ func (s *Session) planRotate(ctx context.Context, dir string, repo *roles.Repo, 
 		return nil, &RepoError{Dir: dir, Detail: fmt.Sprintf("nothing changes: %s already has threshold %d", role, cur.Threshold)}
 	}
 	return p, nil
-}
-
-// rotateFollowers re-signs what follows a rotated role: targets with its
-// new keys, then snapshot and timestamp. It returns the roles changed.
-func (s *Session) rotateFollowers(ctx context.Context, repo *roles.Repo, pol *Policy, role string, records map[string]*KeyRecord, now time.Time) ([]string, error) {
-	changed := []string{RoleRoot}
-	switch role {
-	case RoleTargets:
-		if err := bumpRole(repo, pol, RoleTargets, now); err != nil {
-			return nil, err
-		}
-		if err := s.signTargetsRole(ctx, repo, pol, RoleTargets, records); err != nil {
-			return nil, err
-		}
-		changed = append(changed, RoleTargets)
-		fallthrough
-	case RoleSnapshot, RoleTimestamp:
-		if role == RoleTimestamp || role == RoleSnapshot {
-			s.progress("clients drop a cached %s whose key the new root no longer trusts (TUF 5.3.11); the new one continues the version numbers, so clients that keep theirs accept it too", role)
-		}
-		if err := s.publish(ctx, repo, pol, now); err != nil {
-			return nil, err
-		}
-		changed = append(changed, RoleSnapshot, RoleTimestamp)
-	}
-	return changed, nil
 }
 
 func keyIDsOfKeys(keys []*metadata.Key) []string {
@@ -367,17 +353,22 @@ func (s *Session) openNewKeys(ctx context.Context, dir string, pol *Policy, role
 	return out, nil
 }
 
-// dropURIs removes from uris those whose key (by key record or by a key
-// this session opened) is in removed.
-func (s *Session) dropURIs(uris []string, removed map[string]bool, records map[string]*KeyRecord) []string {
+// dropURIs removes from uris those whose key (known: by key record or by
+// a key the session opened) is in removed.
+func dropURIs(uris []string, removed map[string]bool, known func(string) (string, bool)) []string {
 	var out []string
 	for _, u := range uris {
-		if id, ok := s.uriKeyID(u, records); ok && removed[id] {
+		if id, ok := known(u); ok && removed[id] {
 			continue
 		}
 		out = append(out, u)
 	}
 	return out
+}
+
+// knownKey tells which key a URI names without opening a device.
+func (s *Session) knownKey(records map[string]*KeyRecord) func(string) (string, bool) {
+	return func(uri string) (string, bool) { return s.uriKeyID(uri, records) }
 }
 
 // uriKeyID tells which key a URI names without opening a device.
@@ -402,9 +393,9 @@ func uriFor(id string, records map[string]*KeyRecord) string {
 	return ""
 }
 
-// keyRecords returns keys/KEYID.json for each added key, with role added
-// to the roles of an existing record.
-func (s *Session) keyRecords(dir string, records map[string]*KeyRecord, added []*Key, role string, now time.Time) ([]File, error) {
+// keyRecordFiles returns keys/KEYID.json for each added key, with role
+// added to the roles of an existing record.
+func keyRecordFiles(records map[string]*KeyRecord, added []*Key, role string, now time.Time) ([]File, error) {
 	var out []File
 	for _, k := range added {
 		roleNames := []string{role}
@@ -437,8 +428,17 @@ type RootSignaturesError struct {
 
 // MissingKey is a key that has not signed yet and where it lives.
 type MissingKey struct {
-	KeyID string `json:"keyid"`
-	URI   string `json:"uri,omitempty"`
+	KeyID  string `json:"keyid"`
+	URI    string `json:"uri,omitempty"`
+	Device string `json:"device,omitempty"`
+}
+
+// String names the key for messages: its short id and URI.
+func (m MissingKey) String() string {
+	if m.URI != "" {
+		return short(m.KeyID) + " (" + m.URI + ")"
+	}
+	return short(m.KeyID)
 }
 
 // Error says which thresholds are short.
@@ -469,169 +469,7 @@ func (e *RootSignaturesError) Hint() string {
 	return msg
 }
 
-// signRoot signs the newest root, which must be unsigned, with every key
-// of uris that is plugged in and that the previous or the new root
-// trusts for root, and checks both thresholds (TUF 5.3.4). Keys in avoid
-// sign only if the others cannot meet a threshold (a revoked key may sign
-// the transition away from itself, never more). Devices that are not
-// plugged in are skipped and named if a threshold stays unmet.
-func (s *Session) signRoot(ctx context.Context, repo *roles.Repo, uris []string, avoid map[string]bool, records map[string]*KeyRecord) error {
-	root := repo.Root()
-	trusted := map[string]bool{}
-	for _, id := range root.Signed.Roles[RoleRoot].KeyIDs {
-		trusted[id] = true
-	}
-	if len(repo.Roots) > 1 {
-		for _, id := range repo.Roots[len(repo.Roots)-2].Signed.Roles[RoleRoot].KeyIDs {
-			trusted[id] = true
-		}
-	}
-	v := root.Signed.Version
-	status := func() (bool, string) {
-		reqs, err := repo.Needed(RoleRoot)
-		if err != nil {
-			return false, err.Error()
-		}
-		met := true
-		var parts []string
-		for _, q := range reqs {
-			met = met && q.Met()
-			parts = append(parts, fmt.Sprintf("%s's keys: %d signed, %d needed", q.From, q.Have, q.Threshold))
-		}
-		return met, strings.Join(parts, ", ")
-	}
-	var absent []string
-	signed := map[string]bool{}
-	pass := func(useAvoided bool) error {
-		seen := map[string]bool{}
-		for _, uri := range uris {
-			obj := objectOf(uri)
-			if seen[obj] {
-				continue
-			}
-			seen[obj] = true
-			if id, ok := s.uriKeyID(uri, records); ok && (!trusted[id] || signed[id] || avoid[id] != useAvoided) {
-				continue
-			}
-			k, err := s.Open(ctx, uri)
-			if errAbsent(err) {
-				if !slices.Contains(absent, obj) {
-					absent = append(absent, obj)
-				}
-				s.progress("%s is not plugged in: skipping it", obj)
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if !trusted[k.ID()] {
-				return &MismatchError{URI: uri, KeyID: k.ID(), Role: fmt.Sprintf("root v%d or root v%d", v-1, v), Trusted: sortedKeys(trusted)}
-			}
-			if signed[k.ID()] || avoid[k.ID()] != useAvoided {
-				continue
-			}
-			s.progress("signing root v%d with %s (%s)", v, short(k.ID()), obj)
-			if err := roles.Sign(root, k.TUF); err != nil {
-				return fmt.Errorf("root v%d: %w", v, err)
-			}
-			signed[k.ID()] = true
-			_, st := status()
-			s.progress("root v%d: %s", v, st)
-		}
-		return nil
-	}
-	if err := pass(false); err != nil {
-		return err
-	}
-	if met, _ := status(); !met && len(avoid) > 0 {
-		s.progress("root v%d still needs signatures: the revoked key signs the transition away from itself", v)
-		if err := pass(true); err != nil {
-			return err
-		}
-	}
-	if met, _ := status(); met {
-		return nil
-	}
-	reqs, _ := repo.Needed(RoleRoot)
-	e := &RootSignaturesError{Version: v, Rules: reqs, Absent: absent}
-	for _, q := range reqs {
-		if q.Met() {
-			continue
-		}
-		for _, id := range q.KeyIDs {
-			if !signed[id] && !slices.ContainsFunc(e.Missing, func(m MissingKey) bool { return m.KeyID == id }) {
-				e.Missing = append(e.Missing, MissingKey{KeyID: id, URI: uriFor(id, records)})
-			}
-		}
-	}
-	return e
-}
-
-// signTargetsRole signs a targets role (top-level or delegated, hashed
-// bins too) with the keys its policy entry lists, skipping devices that
-// are not plugged in, until its threshold is met.
-func (s *Session) signTargetsRole(ctx context.Context, repo *roles.Repo, pol *Policy, role string, records map[string]*KeyRecord) error {
-	md, err := targetsRole(repo, role)
-	if err != nil {
-		return err
-	}
-	rk, err := repo.RoleKeysOf(role)
-	if err != nil {
-		return err
-	}
-	return signUntil(ctx, s, md, role, pol.Role(policyRole(pol, role)).Keys, keyIDsOfKeys(rk.Keys), rk.Threshold, records)
-}
-
-// signUntil signs md with keys of uris that trusted lists until threshold
-// signatures are made. Devices not plugged in are skipped; if the
-// threshold is not met the error names the keys still needed.
-func signUntil[T metadata.Roles](ctx context.Context, s *Session, md *metadata.Metadata[T], role string, uris, trusted []string, threshold int, records map[string]*KeyRecord) error {
-	have := 0
-	done := map[string]bool{}
-	var absent []string
-	for _, uri := range uris {
-		if have >= threshold {
-			break
-		}
-		k, err := s.Open(ctx, uri)
-		if errAbsent(err) {
-			absent = append(absent, objectOf(uri))
-			s.progress("%s is not plugged in: skipping it", objectOf(uri))
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if !slices.Contains(trusted, k.ID()) {
-			return &MismatchError{URI: uri, KeyID: k.ID(), Role: role, Trusted: trusted}
-		}
-		if done[k.ID()] {
-			continue
-		}
-		s.progress("signing %s with %s (%s)", role, short(k.ID()), objectOf(uri))
-		if err := roles.Sign(md, k.TUF); err != nil {
-			return fmt.Errorf("%s: %w", role, err)
-		}
-		done[k.ID()] = true
-		have++
-	}
-	if have >= threshold {
-		return nil
-	}
-	var missing []string
-	for _, id := range trusted {
-		if !done[id] {
-			if u := uriFor(id, records); u != "" {
-				missing = append(missing, id[:min(12, len(id))]+" ("+u+")")
-			} else {
-				missing = append(missing, id)
-			}
-		}
-	}
-	return &ThresholdError{Role: role, Have: have, Need: threshold, Missing: missing}
-}
-
-func (s *Session) rotateSummary(dir, role string, oldRoot, newRoot *metadata.Metadata[metadata.RootType], cur, next roles.RoleKeys, curIDs []string, removed map[string]bool, added []*Key, records map[string]*KeyRecord) string {
+func rotateSummary(dir, role string, oldRoot, newRoot *metadata.Metadata[metadata.RootType], cur, next roles.RoleKeys, curIDs []string, removed map[string]bool, added []*Key, records map[string]*KeyRecord) string {
 	var w strings.Builder
 	fmt.Fprintf(&w, "Rotate the %s keys of %s in root v%d\n", role, dir, newRoot.Signed.Version)
 	for _, id := range curIDs {

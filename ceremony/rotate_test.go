@@ -48,7 +48,7 @@ func newRotFixture(t *testing.T) *rotFixture {
 		env.URI("tagging", "targets"), env.URI("tagging", "releases"), env.URI("tagging", "spare"),
 		env.URI("online", "snapshot"), env.URI("online", "timestamp"), env.URI("online", "timestamp-2"),
 	} {
-		if _, err := s.Keys.Generate(ctx, u, hsm.GenerateOptions{Algorithm: hsm.ECDSAP256}); err != nil {
+		if _, err := s.Keys.(*hsm.Keyring).Generate(ctx, u, hsm.GenerateOptions{Algorithm: hsm.ECDSAP256}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -250,7 +250,7 @@ func TestPreflightRefusesBadRootRotation(t *testing.T) {
 						return err
 					}
 				}
-				_, err := f.s.commit(&change{op: "test", dir: f.dir, repo: repo, policy: pol, now: now, changed: []string{RoleRoot}, noPolicy: true})
+				_, err := f.s.commit(&Change{Op: "test", Dir: f.dir, Repo: repo, Policy: pol, At: now, Changed: []string{RoleRoot}, NoPolicy: true})
 				return err
 			})
 			var pe *PreflightError
@@ -293,7 +293,7 @@ func TestPreflightRefusesRollback(t *testing.T) {
 		if err := roles.Sign(repo.Timestamp, k.TUF); err != nil {
 			return err
 		}
-		_, err = f.s.commit(&change{op: "test", dir: f.dir, repo: repo, policy: pol, now: now, changed: []string{RoleTimestamp}, noPolicy: true})
+		_, err = f.s.commit(&Change{Op: "test", Dir: f.dir, Repo: repo, Policy: pol, At: now, Changed: []string{RoleTimestamp}, NoPolicy: true})
 		return err
 	})
 	var pe *PreflightError

@@ -190,6 +190,19 @@ func VerifySignature(k *metadata.Key, msg, sig []byte) error {
 	return verifySignature(k, msg, sig, true)
 }
 
+// SignPayload signs payload (canonical bytes of a role) and verifies the
+// signature against the key at once.
+func (s *Signer) SignPayload(payload []byte) ([]byte, error) {
+	sig, err := s.sign(payload)
+	if err != nil {
+		return nil, err
+	}
+	if err := verifySignature(s.key, payload, sig, true); err != nil {
+		return nil, s.wrongKey(err)
+	}
+	return sig, nil
+}
+
 // Sign signs md.Signed (canonical JSON) with s, verifies the new signature
 // at once, replaces any older signature by the same key and appends it.
 // Use it instead of go-tuf's Metadata.Sign, which drops the device's error

@@ -37,9 +37,9 @@ was born in hardware.`,
 			if err != nil {
 				return usageError{err}
 			}
-			s := a.session()
-			defer s.Close()
-			info, err := s.Keys.Generate(cmd.Context(), args[0], hsm.GenerateOptions{Algorithm: algorithm, PINPolicy: pinPolicy, TouchPolicy: touchPolicy, Overwrite: overwrite})
+			kr := hsm.NewKeyring(a.hsmOptions())
+			defer kr.Close()
+			info, err := kr.Generate(cmd.Context(), args[0], hsm.GenerateOptions{Algorithm: algorithm, PINPolicy: pinPolicy, TouchPolicy: touchPolicy, Overwrite: overwrite})
 			if err != nil {
 				return err
 			}
@@ -85,9 +85,9 @@ func (a *app) keyListCommand() *cobra.Command {
 		Short: "List the keys in a token or YubiKey",
 		Args:  exactArgs(1, "one token URI"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s := a.session()
-			defer s.Close()
-			infos, err := s.Keys.List(cmd.Context(), args[0])
+			kr := hsm.NewKeyring(a.hsmOptions())
+			defer kr.Close()
+			infos, err := kr.List(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

@@ -53,7 +53,7 @@ func newSession(t *testing.T) (*ceremony.Session, *recordingUI) {
 // generate makes a key inside a token, through the same keyring the CLI uses.
 func generate(t *testing.T, s *ceremony.Session, uri string, alg hsm.Algorithm) *hsm.KeyInfo {
 	t.Helper()
-	info, err := s.Keys.Generate(context.Background(), uri, hsm.GenerateOptions{Algorithm: alg})
+	info, err := s.Keys.(*hsm.Keyring).Generate(context.Background(), uri, hsm.GenerateOptions{Algorithm: alg})
 	if err != nil {
 		t.Fatalf("generate %s %s: %v", alg, uri, err)
 	}

@@ -153,7 +153,7 @@ func TestYubiKeyCeremonies(t *testing.T) {
 		{yk(cardA, "83"), hsm.ECDSAP384, "always", "always"},
 		{yk(cardA, "84"), hsm.Ed25519, "always", "always"},
 	} {
-		info, err := gen.Keys.Generate(ctx, k.uri, hsm.GenerateOptions{Algorithm: k.alg, PINPolicy: k.pin, TouchPolicy: k.touch})
+		info, err := gen.Keys.(*hsm.Keyring).Generate(ctx, k.uri, hsm.GenerateOptions{Algorithm: k.alg, PINPolicy: k.pin, TouchPolicy: k.touch})
 		if err != nil {
 			t.Fatalf("generate %s: %v", k.uri, err)
 		}
@@ -204,12 +204,12 @@ func TestYubiKeyCeremonies(t *testing.T) {
 		s.Close()
 
 		// The stored evidence, re-checked as verify and status do.
-		rep, err := ceremony.CheckStoredEvidence(dir, s.Keys)
+		rep, err := ceremony.CheckStoredEvidence(dir, s.Keys.(*hsm.Keyring))
 		if err != nil || !rep.OK() || len(rep.Warnings) != 0 || len(rep.Checks) != 6 {
 			t.Fatalf("evidence re-check: %v %+v", err, rep)
 		}
 		noRoots, _ := pivSession(t, nil)
-		rep, _ = ceremony.CheckStoredEvidence(dir, noRoots.Keys)
+		rep, _ = ceremony.CheckStoredEvidence(dir, noRoots.Keys.(*hsm.Keyring))
 		if !rep.OK() || len(rep.Warnings) != 3 || !strings.Contains(rep.Warnings[0], "--attestation-roots") {
 			t.Fatalf("re-check without the explicit root: %+v", rep)
 		}
@@ -246,7 +246,7 @@ func TestYubiKeyCeremonies(t *testing.T) {
 			if err := os.WriteFile(path, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			rep, err := ceremony.CheckStoredEvidence(dir, s.Keys)
+			rep, err := ceremony.CheckStoredEvidence(dir, s.Keys.(*hsm.Keyring))
 			if err != nil || rep.OK() || !strings.Contains(rep.Problems[0].Detail, name) {
 				t.Errorf("%s: %v %+v", name, err, rep)
 			}
