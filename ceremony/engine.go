@@ -43,6 +43,9 @@ type Session struct {
 	Now func() time.Time
 	// Yes skips the confirmation (for scripts; the summary is still shown).
 	Yes bool
+	// Bundle, when set, makes a change go into a signing bundle instead
+	// of the repository (--out; bundlemake.go).
+	Bundle *BundleOut
 
 	keys map[string]*Key
 }
@@ -326,6 +329,8 @@ type Result struct {
 	Expires   map[string]string `json:"expires"`
 	Written   []string          `json:"written"`
 	Details   map[string]any    `json:"details,omitempty"`
+	// Bundle is the signing bundle written instead of the repository (--out).
+	Bundle *BundleResult `json:"bundle,omitempty"`
 	// Warnings: what recovery did first, an orphan file replaced, or a
 	// failure after the change became visible (the change is done; the
 	// next run completes its journal).

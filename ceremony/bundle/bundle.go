@@ -62,6 +62,31 @@ type Bundle struct {
 	Keys map[string]*Key `json:"keys"`
 	// Log records the bundle's making and every signature added.
 	Log []LogEntry `json:"log"`
+	// Custodian is what the repository writes with the change at apply
+	// besides the signed roles. Officers need none of it; apply checks it
+	// against the hash the repository's transcript recorded.
+	Custodian *Custodian `json:"custodian,omitempty"`
+}
+
+// Custodian is the rest of a change: files written with it (key records,
+// target files), files removed, the new rootkeeper.yaml, the roles that
+// get a new version (snapshot and timestamp are made at apply) and what
+// the transcript records.
+type Custodian struct {
+	Changed []string       `json:"changed"`
+	Files   []File         `json:"files,omitempty"`
+	Remove  []string       `json:"remove,omitempty"`
+	Policy  []byte         `json:"policy,omitempty"` // absent: rootkeeper.yaml unchanged
+	Details map[string]any `json:"details,omitempty"`
+}
+
+// Digest is the SHA-256 of the custodian part, as the transcript records it.
+func (c *Custodian) Digest() string {
+	if c == nil {
+		return ""
+	}
+	data, _ := json.Marshal(c)
+	return sha256hex(data)
 }
 
 // Repository is the repository a bundle was made for.

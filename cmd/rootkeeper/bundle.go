@@ -147,3 +147,92 @@ applied. No private key material is exported.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
+
+// bundleCommands are the change commands that take --out: they plan the
+// change, sign with the keys plugged in, and write a signing bundle
+// instead of committing.
+var bundleCommands = map[string]bool{
+	"rootkeeper init": true, "rootkeeper targets add": true, "rootkeeper targets remove": true, "rootkeeper publish": true,
+	"rootkeeper delegate add": true, "rootkeeper delegate remove": true, "rootkeeper rotate": true, "rootkeeper revoke": true,
+}
+
+func (a *app) addBundleFlags(root *cobra.Command) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+		if !bundleCommands[c.CommandPath()] {
+			return
+		}
+		c.Flags().StringVar(&a.bundleOut, "out", "", "write a signing bundle of the change to this file instead of the repository: keys plugged in here sign, the others sign with rootkeeper sign, rootkeeper apply writes it")
+		c.Flags().StringVar(&a.bundleExpires, "bundle-expires", "", "how long the bundle collects signatures (default 7d; never beyond the earliest expiry of the metadata it carries)")
+	}
+	walk(root)
+}
+
+func (a *app) parseBundleFlags() error {
+	if a.bundleExpires == "" {
+		return nil
+	}
+	if a.bundleOut == "" {
+		return usageError{fmt.Errorf("--bundle-expires is for --out")}
+	}
+	d, err := ceremony.ParseDuration(a.bundleExpires)
+	if err != nil || d.D() <= 0 {
+		return usageError{fmt.Errorf("--bundle-expires %q: give a duration such as 7d or 36h", a.bundleExpires)}
+	}
+	a.bundleLifetime = d.D()
+	return nil
+}
+
+func (a *app) printBundleResult(res *ceremony.Result) {
+	b := res.Bundle
+	fmt.Fprintf(a.stdout, "%s: wrote signing bundle %s (id %s, expires %s)\n", res.Operation, b.File, b.ID[:12], b.Expires)
+	fmt.Fprintf(a.stdout, "  roles: %s\n", strings.Join(b.Roles, ", "))
+	for _, id := range b.SignedBy {
+		fmt.Fprintf(a.stdout, "  signed here by %s\n", id[:12])
+	}
+	for _, m := range b.Missing {
+		fmt.Fprintln(a.stdout, "  still needed: "+m)
+	}
+	if b.Complete {
+		fmt.Fprintf(a.stdout, "  every threshold is met: rootkeeper apply --repo %s %s\n", res.Dir, b.File)
+	}
+}
+
+func (a *app) applyCommand() *cobra.Command {
+	var dir string
+	var yes, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "apply --repo DIR BUNDLE...",
+		Short: "Write a signed bundle's change into the repository: merge the copies, check, preflight, commit",
+		Long: `Apply a signing bundle made with --out: the signatures of every copy given are
+merged and each is checked, the same key counting once. The bundle must be this
+repository's (its first root), recorded in its transcript when it was made
+(payload by payload), for the state the repository is still in, not expired,
+with every threshold met. Otherwise nothing is written and the error says whose
+signatures are missing (key id, device). Then the summary is shown and
+confirmed (--yes), the local online keys make snapshot and timestamp, the
+preflight runs and the change is written through the journal; the transcript
+entry carries the bundle's log of signatures.`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError{fmt.Errorf("expected one or more bundle files")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlag("repo", dir); err != nil {
+				return err
+			}
+			return a.change(yes, asJSON, func(s *ceremony.Session) (*ceremony.Result, error) {
+				return s.ApplyBundles(cmd.Context(), dir, args)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&dir, "repo", "", "the repository's directory")
+	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation (the summary is still printed)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return cmd
+}

@@ -130,12 +130,13 @@ func recordsOf(dir string) map[string]*bundle.Key {
 //
 //	payload   one byte of root's payload changed (its expiry), its hash kept
 //	rehash    one byte of root's payload changed and its hash recomputed
+//	forge     as rehash, and the signatures dropped
 //	version   the format version made 2
 //	field     an unknown field added
 //	dupsig    root's first signature listed twice
 func editbundleCmd(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 {
-		ts.Fatalf("usage: editbundle FILE payload|rehash|version|field|dupsig")
+		ts.Fatalf("usage: editbundle FILE payload|rehash|forge|version|field|dupsig")
 	}
 	p := ts.MkAbs(args[0])
 	data, err := os.ReadFile(p)
@@ -145,7 +146,7 @@ func editbundleCmd(ts *testscript.TestScript, neg bool, args []string) {
 	rolesList := b["roles"].([]any)
 	role := rolesList[0].(map[string]any)
 	switch args[1] {
-	case "payload", "rehash":
+	case "payload", "rehash", "forge":
 		payload, err := base64.StdEncoding.DecodeString(role["payload"].(string))
 		ts.Check(err)
 		// The last digit of the expiry's seconds: still a valid root.
@@ -156,8 +157,11 @@ func editbundleCmd(ts *testscript.TestScript, neg bool, args []string) {
 			payload[i] = '0'
 		}
 		role["payload"] = base64.StdEncoding.EncodeToString(payload)
-		if args[1] == "rehash" {
+		if args[1] != "payload" {
 			role["payload_sha256"] = sha256hexOf(payload)
+		}
+		if args[1] == "forge" { // signatures that no longer verify go too
+			role["signatures"] = []any{}
 		}
 	case "version":
 		b["rootkeeper_bundle"] = 2
