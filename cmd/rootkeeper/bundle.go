@@ -115,9 +115,9 @@ func (a *app) keyExportCommand() *cobra.Command {
 		Short: "Write a key's public key, hardware evidence and device to a file, for a plan elsewhere",
 		Long: `Write the public key of the key named by URI, its hardware evidence (PKCS#11
 attributes, or the YubiKey attestation chain) and the device that holds it to
-FILE. A plan on another machine names the key by "file:FILE" instead of a URI;
-the evidence is checked again when the plan is read and when the bundle is
-applied. No private key material is exported.`,
+FILE, for the custodian of a remote ceremony (docs/bundle-format.md#key-export-files):
+the key id is recomputed from the public key and a YubiKey attestation chain is
+verified again when the file is read. No private key material is exported.`,
 		Args: exactArgs(1, "one key URI"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := requireFlag("out", out); err != nil {
