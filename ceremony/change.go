@@ -71,6 +71,8 @@ type Step struct {
 	// Last are key ids that sign only if the needs cannot be met without
 	// them (a revoked key signs the transition away from itself, no more).
 	Last []string
+	// Note is said before the step is signed (why it is signed as it is).
+	Note string
 	// Follow makes the role from the roles signed before it (snapshot,
 	// timestamp: their bytes depend on those signatures); nil for others.
 	Follow func() error

@@ -82,6 +82,9 @@ func (s *Session) now() time.Time {
 	return time.Now().UTC()
 }
 
+// Clock is the time the session makes changes at (Now, or the real clock).
+func (s *Session) Clock() time.Time { return s.now() }
+
 func (s *Session) progress(format string, a ...any) {
 	if s.UI != nil {
 		s.UI.Progress(fmt.Sprintf(format, a...))

@@ -264,3 +264,27 @@ func TestWritesRefuseLinks(t *testing.T) {
 		t.Error("part of the change was written")
 	}
 }
+
+// copyTree copies the repository src to dst (the keys are the same: fine
+// for a batch).
+func copyTree(t testing.TB, src, dst string) {
+	t.Helper()
+	err := filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		if fi.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, data, fi.Mode())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

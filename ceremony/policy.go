@@ -235,3 +235,13 @@ func (e *RepoError) Hint() string { return e.HintText }
 
 // Unwrap returns the cause.
 func (e *RepoError) Unwrap() error { return e.Err }
+
+// KeyObjects lists the objects of the signing key URIs of role (hashed
+// bins: their prefix's), without query attributes.
+func (p *Policy) KeyObjects(role string) []string {
+	var out []string
+	for _, k := range p.Role(policyRole(p, role)).Keys {
+		out = append(out, objectOf(k))
+	}
+	return out
+}

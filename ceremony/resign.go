@@ -141,6 +141,22 @@ func (st *resignState) open(ctx context.Context, s *Session, uri string) (*Key, 
 	return k, err
 }
 
+// Resigner re-signs many repositories with one session (ceremony/fleet):
+// a key that could not be opened is not tried again (no PIN prompt per
+// repository), and it reports no progress of its own.
+type Resigner struct {
+	s  *Session
+	st *resignState
+}
+
+// Resigner starts re-signing many repositories.
+func (s *Session) Resigner() *Resigner { return &Resigner{s: s, st: &resignState{quiet: true}} }
+
+// Resign is Session.Resign of one repository of many.
+func (r *Resigner) Resign(ctx context.Context, dir string, opts ResignOptions) (*ResignResult, error) {
+	return r.s.resign(ctx, dir, opts, r.st)
+}
+
 // Resign re-signs every role of the repository in dir that is inside its
 // re-signing window (or named in opts.Roles, or expired): each gets a new
 // version expiring after its lifetime from the policy, signed by its keys
@@ -387,6 +403,22 @@ func (s *Session) gather(ctx context.Context, st *resignState, repo *roles.Repo,
 	return nil, w, nil
 }
 
+// resignRun is one repository's re-signing: what is due, which of it
+// can be signed with the keys at hand, and what it is signed with.
+type resignRun struct {
+	dir     string
+	repo    *roles.Repo
+	pol     *Policy
+	at      time.Time
+	opts    ResignOptions
+	res     *ResignResult
+	due     map[string]RoleDue
+	ready   map[string][]*Key
+	waits   map[string]*Wait
+	targets []string // due targets roles, in signing order
+	say     func(format string, a ...any)
+}
+
 func (s *Session) resignLocked(ctx context.Context, dir string, repo *roles.Repo, pol *Policy, at time.Time, opts ResignOptions, st *resignState, res *ResignResult) error {
 	due, err := planResign(repo, pol, at, opts)
 	if err != nil {
@@ -404,219 +436,266 @@ func (s *Session) resignLocked(ctx context.Context, dir string, repo *roles.Repo
 		}
 	}, BinsOfResign(res))
 	defer prog.flush()
-	say := func(format string, a ...any) { prog.line(fmt.Sprintf(format, a...)) }
-	dueSet := map[string]RoleDue{}
-	for _, d := range due {
-		dueSet[d.Role] = d
-		say("%s v%d %s (expires %s, window %s)", d.Role, d.Version, d.Reason, d.Expires.Format(time.RFC3339), d.Window)
+	r := &resignRun{dir: dir, repo: repo, pol: pol, at: at, opts: opts, res: res, due: map[string]RoleDue{},
+		ready: map[string][]*Key{}, waits: map[string]*Wait{}, say: func(format string, a ...any) { prog.line(fmt.Sprintf(format, a...)) }}
+	r.announce(due)
+	if err := s.resignReady(ctx, st, r); err != nil {
+		return err
 	}
-	root := repo.Root()
-	rootExpired := !root.Signed.Expires.After(at)
-	if rootExpired {
-		_, threshold, _ := repo.RoleKeyIDs(RoleRoot)
+	if r.report() {
+		return nil // a role that stays expired: nothing to publish
+	}
+	c, err := r.change()
+	if err != nil || c == nil {
+		res.Outcome = OutcomeWaiting
+		return err
+	}
+	c.progress = prog.line
+	src := &LocalSource{S: s, Unattended: true, Quiet: true, Open: func(ctx context.Context, uri string) (*Key, error) { return st.open(ctx, s, uri) }}
+	if _, err := s.Sign(ctx, c, src); err != nil {
+		return err
+	}
+	out, err := s.commit(c)
+	if err != nil {
+		return err
+	}
+	r.done(c, out)
+	return nil
+}
+
+// announce says what is due, and that an expired root still needs the
+// old root's threshold.
+func (r *resignRun) announce(due []RoleDue) {
+	for _, d := range due {
+		r.due[d.Role] = d
+		r.say("%s v%d %s (expires %s, window %s)", d.Role, d.Version, d.Reason, d.Expires.Format(time.RFC3339), d.Window)
+	}
+	for _, role := range topRoles(r.repo) {
+		if _, ok := r.due[role]; ok && role != RoleRoot && role != RoleSnapshot && role != RoleTimestamp {
+			r.targets = append(r.targets, role)
+		}
+	}
+	if root := r.repo.Root(); r.rootExpired() {
+		_, threshold, _ := r.repo.RoleKeyIDs(RoleRoot)
 		note := fmt.Sprintf("root v%d expired on %s: re-signing an expired root still needs the old root's threshold — root v%d must be signed by %d of root v%d's keys, like any root change",
 			root.Signed.Version, root.Signed.Expires.UTC().Format(time.RFC3339), root.Signed.Version+1, threshold, root.Signed.Version)
-		res.Notes = append(res.Notes, note)
-		say("%s", note)
+		r.res.Notes = append(r.res.Notes, note)
+		r.say("%s", note)
 	}
+}
 
-	// Open every key needed before changing anything.
-	ready := map[string][]*Key{}
-	waits := map[string]*Wait{}
+func (r *resignRun) rootExpired() bool { return !r.repo.Root().Signed.Expires.After(r.at) }
+
+// resignReady opens every key needed before changing anything: a role is
+// ready with a threshold of keys that can be used without an officer,
+// else it waits; a targets role waits for snapshot, and snapshot for
+// timestamp, as they publish it.
+func (s *Session) resignReady(ctx context.Context, st *resignState, r *resignRun) error {
 	try := func(role string) error {
-		keys, w, err := s.gather(ctx, st, repo, pol, role)
+		keys, w, err := s.gather(ctx, st, r.repo, r.pol, role)
 		if err != nil {
 			return err
 		}
 		if keys == nil {
-			waits[role] = w
+			r.waits[role] = w
 			return nil
 		}
-		ready[role] = keys
+		r.ready[role] = keys
 		for _, m := range w.Missing { // as rotate says it of an absent root token
 			note := fmt.Sprintf("%s: %s could not be used (%s): signing with %d of its other keys", role, m.Key, m.Reason, len(keys))
-			res.Notes = append(res.Notes, note)
-			say("%s", note)
+			r.res.Notes = append(r.res.Notes, note)
+			r.say("%s", note)
 		}
 		return nil
 	}
-	order := topRoles(repo)
-	var targetsRoles []string
-	for _, r := range order {
-		if r != RoleRoot && r != RoleSnapshot && r != RoleTimestamp {
-			if _, ok := dueSet[r]; ok {
-				targetsRoles = append(targetsRoles, r)
-			}
-		}
+	want := []string{}
+	if _, ok := r.due[RoleRoot]; ok {
+		want = append(want, RoleRoot)
 	}
-	if _, ok := dueSet[RoleRoot]; ok {
-		if err := try(RoleRoot); err != nil {
+	for _, role := range append(want, r.targets...) {
+		if err := try(role); err != nil {
 			return err
 		}
 	}
-	for _, r := range targetsRoles {
-		if err := try(r); err != nil {
-			return err
-		}
-	}
-	targetsReady := 0
-	for _, r := range targetsRoles {
-		if ready[r] != nil {
-			targetsReady++
-		}
-	}
-	_, snapDue := dueSet[RoleSnapshot]
-	_, tsDue := dueSet[RoleTimestamp]
-	needSnap := snapDue || targetsReady > 0
-	if needSnap {
+	if r.needSnapshot() {
 		if err := try(RoleSnapshot); err != nil {
 			return err
 		}
 	}
-	needTS := tsDue || (needSnap && ready[RoleSnapshot] != nil)
-	if needTS {
+	if r.needTimestamp() {
 		if err := try(RoleTimestamp); err != nil {
 			return err
 		}
 	}
-	// A role is published only through a new snapshot and timestamp.
+	r.block()
+	return nil
+}
+
+func (r *resignRun) needSnapshot() bool {
+	if _, due := r.due[RoleSnapshot]; due {
+		return true
+	}
+	for _, role := range r.targets {
+		if r.ready[role] != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *resignRun) needTimestamp() bool {
+	_, due := r.due[RoleTimestamp]
+	return due || (r.needSnapshot() && r.ready[RoleSnapshot] != nil)
+}
+
+// block makes a role that could be signed wait when what publishes it
+// cannot be: a role is published only through a new snapshot and
+// timestamp.
+func (r *resignRun) block() {
 	blocked := func(role, by string) {
-		if ready[role] == nil {
+		if r.ready[role] == nil {
 			return
 		}
-		_, threshold, _ := repo.RoleKeyIDs(role)
-		waits[role] = &Wait{Role: role, Need: threshold, Have: len(ready[role]), Detail: fmt.Sprintf("%s could be signed, but cannot be published without new %s", role, by)}
-		delete(ready, role)
+		_, threshold, _ := r.repo.RoleKeyIDs(role)
+		r.waits[role] = &Wait{Role: role, Need: threshold, Have: len(r.ready[role]), Detail: fmt.Sprintf("%s could be signed, but cannot be published without new %s", role, by)}
+		delete(r.ready, role)
 	}
-	if needTS && ready[RoleTimestamp] == nil {
-		blocked(RoleSnapshot, "timestamp metadata: "+waits[RoleTimestamp].Detail)
+	if r.needTimestamp() && r.ready[RoleTimestamp] == nil {
+		blocked(RoleSnapshot, "timestamp metadata: "+r.waits[RoleTimestamp].Detail)
 	}
-	if ready[RoleSnapshot] == nil {
-		for _, r := range targetsRoles {
+	if r.ready[RoleSnapshot] == nil {
+		for _, role := range r.targets {
 			reason := "snapshot metadata"
-			if w := waits[RoleSnapshot]; w != nil {
+			if w := r.waits[RoleSnapshot]; w != nil {
 				reason += ": " + w.Detail
 			}
-			blocked(r, reason)
+			blocked(role, reason)
 		}
 	}
-	for _, r := range order {
-		if w, ok := waits[r]; ok {
-			if _, isDue := dueSet[r]; !isDue {
-				// A follower that cannot be signed makes nothing wait
-				// unless something needed it; say so on what needed it.
-				continue
-			}
-			if r == RoleRoot && rootExpired {
-				w.Detail += "; root has expired, and re-signing it still needs the old root's threshold"
-			}
-			res.Waiting = append(res.Waiting, *w)
-			say("%s waits: %s", r, w.Detail)
-			for _, m := range w.Missing {
-				say("  %s: %s", m.Key, m.Reason)
-			}
-		}
-	}
-	// Nothing to publish while a role that stays expired makes clients
-	// refuse the repository anyway.
-	for _, w := range res.Waiting {
-		if d := dueSet[w.Role]; d.Reason == "expired" {
-			res.Outcome = OutcomeWaiting
-			res.Notes = append(res.Notes, fmt.Sprintf("nothing was written: %s has expired and clients refuse the repository until it is re-signed", w.Role))
-			return nil
-		}
-	}
+}
 
-	now := at
-	repo.Now = func() time.Time { return now }
-	signMD := func(role string, keys []*Key, do func(k *Key) error) error {
-		for i, k := range keys {
-			say("signing %s with key %d of %d: %s (%s)", role, i+1, len(keys), short(k.ID()), objectOf(k.URI))
-			if err := do(k); err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				return &SignError{Role: role, Key: objectOf(k.URI), Err: err}
-			}
-		}
-		return nil
-	}
-	var resigned []string
-	if keys := ready[RoleRoot]; keys != nil {
-		if err := repo.BumpRole(RoleRoot, now.Add(pol.Role(RoleRoot).Expires.D())); err != nil {
-			return err
-		}
-		md := repo.Root()
-		if err := signMD(RoleRoot, keys, func(k *Key) error { return roles.Sign(md, k.TUF) }); err != nil {
-			return err
-		}
-		// Both thresholds (the new root's and the previous root's) are
-		// checked by the preflight in commit, as for any root change.
-		resigned = append(resigned, RoleRoot)
-	}
-	for _, r := range targetsRoles {
-		keys := ready[r]
-		if keys == nil {
+// report records the roles that wait; it reports true when a role that
+// waits stays expired: clients refuse the repository anyway, and nothing
+// is written.
+func (r *resignRun) report() bool {
+	for _, role := range topRoles(r.repo) {
+		w, ok := r.waits[role]
+		if _, isDue := r.due[role]; !ok || !isDue {
+			// A follower that cannot be signed makes nothing wait
+			// unless something needed it; say so on what needed it.
 			continue
 		}
-		if err := bumpRole(repo, pol, r, now); err != nil {
-			return err
+		if role == RoleRoot && r.rootExpired() {
+			w.Detail += "; root has expired, and re-signing it still needs the old root's threshold"
 		}
-		md, err := targetsRole(repo, r)
+		r.res.Waiting = append(r.res.Waiting, *w)
+		r.say("%s waits: %s", role, w.Detail)
+		for _, m := range w.Missing {
+			r.say("  %s: %s", m.Key, m.Reason)
+		}
+	}
+	for _, w := range r.res.Waiting {
+		if d := r.due[w.Role]; d.Reason == "expired" {
+			r.res.Outcome = OutcomeWaiting
+			r.res.Notes = append(r.res.Notes, fmt.Sprintf("nothing was written: %s has expired and clients refuse the repository until it is re-signed", w.Role))
+			return true
+		}
+	}
+	return false
+}
+
+// change plans the re-signing of the ready roles: each a new version,
+// signed by a threshold of its keys (an unattended job uses no more), in
+// signing order. It returns nil when no role is ready.
+func (r *resignRun) change() (*Change, error) {
+	now := r.at
+	r.repo.Now = func() time.Time { return now }
+	c := &Change{Op: "resign", Dir: r.dir, At: now, Base: r.repo.Loaded(), Repo: r.repo, Policy: r.pol, NoPolicy: true, Records: loadRecords(r.dir)}
+	add := func(role string, st *Step, err error) error {
 		if err != nil {
 			return err
 		}
-		if err := signMD(r, keys, func(k *Key) error { return roles.Sign(md, k.TUF) }); err != nil {
-			return err
-		}
-		resigned = append(resigned, r)
-	}
-	if keys := ready[RoleSnapshot]; keys != nil && needSnap {
-		if err := repo.UpdateSnapshot(now.Add(pol.Role(RoleSnapshot).Expires.D())); err != nil {
-			return err
-		}
-		if err := signMD(RoleSnapshot, keys, func(k *Key) error { return roles.Sign(repo.Snapshot, k.TUF) }); err != nil {
-			return err
-		}
-		resigned = append(resigned, RoleSnapshot)
-	}
-	if keys := ready[RoleTimestamp]; keys != nil && needTS {
-		if err := repo.UpdateTimestamp(now.Add(pol.Role(RoleTimestamp).Expires.D())); err != nil {
-			return err
-		}
-		if err := signMD(RoleTimestamp, keys, func(k *Key) error { return roles.Sign(repo.Timestamp, k.TUF) }); err != nil {
-			return err
-		}
-		resigned = append(resigned, RoleTimestamp)
-	}
-	if len(resigned) == 0 {
-		res.Outcome = OutcomeWaiting
+		st.All = false
+		c.Steps = append(c.Steps, st)
+		c.Changed = append(c.Changed, role)
 		return nil
 	}
-	dueNames := make([]string, 0, len(due))
-	for _, d := range due {
+	if r.ready[RoleRoot] != nil {
+		if err := r.repo.BumpRole(RoleRoot, now.Add(r.pol.Role(RoleRoot).Expires.D())); err != nil {
+			return nil, err
+		}
+		uris := r.pol.Role(RoleRoot).Keys
+		st, err := c.rootStep(uris, uris) // both thresholds, as for any root change
+		if err := add(RoleRoot, st, err); err != nil {
+			return nil, err
+		}
+	}
+	for _, role := range r.targets {
+		if r.ready[role] == nil {
+			continue
+		}
+		if err := bumpRole(r.repo, r.pol, role, now); err != nil {
+			return nil, err
+		}
+		st, err := c.roleStep(role)
+		if err := add(role, st, err); err != nil {
+			return nil, err
+		}
+	}
+	if err := r.publishSteps(c, add); err != nil {
+		return nil, err
+	}
+	if len(c.Steps) == 0 {
+		return nil, nil
+	}
+	c.Details = r.details(c.Changed)
+	return c, nil
+}
+
+// publishSteps adds snapshot and timestamp when they are needed and ready.
+func (r *resignRun) publishSteps(c *Change, add func(string, *Step, error) error) error {
+	pub, err := c.publishSteps()
+	if err != nil {
+		return err
+	}
+	if r.ready[RoleSnapshot] != nil && r.needSnapshot() {
+		if err := add(RoleSnapshot, pub[0], nil); err != nil {
+			return err
+		}
+	}
+	if r.ready[RoleTimestamp] != nil && r.needTimestamp() {
+		return add(RoleTimestamp, pub[1], nil)
+	}
+	return nil
+}
+
+// details is what the transcript records of the run.
+func (r *resignRun) details(resigned []string) map[string]any {
+	dueNames := make([]string, 0, len(r.res.Due))
+	for _, d := range r.res.Due {
 		dueNames = append(dueNames, d.Role)
 	}
 	details := map[string]any{"due": dueNames, "resigned": resigned}
-	if opts.Within > 0 {
-		details["within"] = Duration(opts.Within).String()
+	if r.opts.Within > 0 {
+		details["within"] = Duration(r.opts.Within).String()
 	}
-	if len(opts.Roles) > 0 {
-		details["named"] = opts.Roles
+	if len(r.opts.Roles) > 0 {
+		details["named"] = r.opts.Roles
 	}
-	if len(res.Waiting) > 0 {
+	if len(r.res.Waiting) > 0 {
 		var w []string
-		for _, x := range res.Waiting {
+		for _, x := range r.res.Waiting {
 			w = append(w, x.Role)
 		}
 		details["waiting"] = w
 	}
-	out, err := s.commit(&Change{Op: "resign", Dir: dir, Repo: repo, Policy: pol, At: now, Changed: resigned,
-		NoPolicy: true, Details: details})
-	if err != nil {
-		return err
-	}
-	res.Resigned = resigned
+	return details
+}
+
+// done fills in the result of a run that wrote.
+func (r *resignRun) done(c *Change, out *Result) {
+	res := r.res
+	res.Resigned = c.Changed
 	res.Versions, res.Expires = out.Versions, out.Expires
 	for _, w := range out.Warnings {
 		res.Notes = append(res.Notes, "warning: "+w)
@@ -625,10 +704,9 @@ func (s *Session) resignLocked(ctx context.Context, dir string, repo *roles.Repo
 	if len(res.Waiting) > 0 {
 		res.Outcome = OutcomePartial
 	}
-	for _, r := range resigned {
-		say("%s v%d expires %s", r, out.Versions[r], out.Expires[r])
+	for _, role := range c.Changed {
+		r.say("%s v%d expires %s", role, out.Versions[role], out.Expires[role])
 	}
-	return nil
 }
 
 // readLocked is withLock without the journal recovery, for runs that must

@@ -50,9 +50,6 @@ func (s *Session) Rotate(ctx context.Context, dir string, opts RotateOptions) (*
 		if err != nil {
 			return nil, err
 		}
-		if opts.Role == RoleTimestamp || opts.Role == RoleSnapshot {
-			s.progress("clients drop a cached %s whose key the new root no longer trusts (TUF 5.3.11); the new one continues the version numbers, so clients that keep theirs accept it too", opts.Role)
-		}
 		return planRotate(st, opts, p, added, s.knownKey(st.records))
 	})
 }
@@ -127,7 +124,10 @@ func (c *Change) rotateSteps(role string, rootURIs []string) error {
 		return c.stepsFor(RoleTargets)
 	case RoleSnapshot, RoleTimestamp:
 		c.Changed = append(c.Changed, RoleSnapshot, RoleTimestamp)
-		return c.stepsFor()
+		if err := c.stepsFor(); err != nil {
+			return err
+		}
+		c.Steps[1].Note = fmt.Sprintf("clients drop a cached %s whose key the new root no longer trusts (TUF 5.3.11); the new one continues the version numbers, so clients that keep theirs accept it too", role)
 	}
 	return nil
 }

@@ -203,6 +203,9 @@ func (e *SignatureError) Hint() string {
 func (s *Session) Sign(ctx context.Context, c *Change, sources ...SignatureSource) (*Tally, error) {
 	t := &Tally{}
 	for _, st := range c.Steps {
+		if st.Note != "" {
+			c.say(s, "%s", st.Note)
+		}
 		if st.Follow != nil {
 			if err := st.Follow(); err != nil {
 				return t, err
@@ -325,6 +328,8 @@ type LocalSource struct {
 	// Unattended counts every key that cannot be opened as absent (no PIN
 	// source and no terminal, …): the scheduled re-signing job.
 	Unattended bool
+	// Quiet says nothing of absent keys (the caller reports them).
+	Quiet bool
 	// Open opens a key; nil means S.Open.
 	Open func(ctx context.Context, uri string) (*Key, error)
 }
@@ -356,7 +361,7 @@ func (l *LocalSource) Sign(ctx context.Context, req *SignRequest) error {
 				return err
 			}
 			req.Absent(Absent{URI: objectOf(uri), Reason: err.Error(), Hint: hsm.HintOf(err)})
-			if !req.Quiet && errAbsent(err) {
+			if !req.Quiet && !l.Quiet && errAbsent(err) {
 				req.Change.say(l.S, "%s is not plugged in: skipping it", objectOf(uri))
 			}
 			continue

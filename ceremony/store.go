@@ -640,3 +640,7 @@ func checkWritable(dir string) error {
 	f.Close()
 	return os.Remove(name)
 }
+
+// WriteFileAtomic writes data to path atomically (a temporary file beside
+// it, fsynced, renamed): for files outside a repository, like metrics.
+func WriteFileAtomic(path string, data []byte) error { return writeAtomic(path, data) }

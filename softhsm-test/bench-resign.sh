@@ -1,11 +1,11 @@
 #!/bin/sh
 # The scheduled job at scale (docs/performance.md, "Re-signing many
 # repositories"). Runs, in one process:
-#   ceremony BenchmarkResignBatch  REPOS repositories whose root is due, re-signed
+#   ceremony/fleet BenchmarkResignBatch  REPOS repositories whose root is due, re-signed
 #                                  with one SoftHSM P-256 root key in one session,
 #                                  and the raw C_SignInit+C_Sign floor for as many
 #                                  signatures, measured in the same run
-#   ceremony BenchmarkStatusMany   status (and Prometheus metrics) of REPOS repositories
+#   ceremony/fleet BenchmarkStatusMany   status (and Prometheus metrics) of REPOS repositories
 # and prints the time per repository, the ratio to the floor, the live heap
 # at 10% and 100% of the batch, and the allocations per repository.
 #
@@ -23,7 +23,7 @@ if [ -z "${DIR:-}" ]; then
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-go test -c -o "$tmp/ceremony.test" ./ceremony
+go test -c -o "$tmp/ceremony.test" ./ceremony/fleet
 set -- -test.run '^$' -test.bench '^(BenchmarkResignBatch|BenchmarkStatusMany)$' -test.benchtime 1x -test.benchmem
 [ -n "${PROFILE:-}" ] && set -- "$@" -test.cpuprofile "$PROFILE"
 ROOTKEEPER_BENCH_REPOS=$REPOS ROOTKEEPER_BENCH_DIR=$DIR ROOTKEEPER_BENCH_JOBS=${JOBS:-} \

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rootkeeper/rootkeeper/ceremony"
+	"github.com/rootkeeper/rootkeeper/ceremony/fleet"
 )
 
 func (a *app) calendarCommand() *cobra.Command {
@@ -48,22 +49,22 @@ Exit status: 0, or 1 when a repository could not be read.`,
 			if err != nil {
 				return err
 			}
-			sts := ceremony.StatusMany(cmd.Context(), dirs, t, 0)
-			groups := ceremony.GroupCeremonies(ceremony.Calendar(sts, false), repos.selector())
+			sts := fleet.StatusMany(cmd.Context(), dirs, t, 0)
+			groups := fleet.GroupCeremonies(fleet.Calendar(sts, false), repos.selector())
 			if ics != "" {
 				prev, err := readPrevious(ics)
 				if err != nil {
 					return err
 				}
-				if err := ceremony.WriteFileAtomic(ics, ceremony.ICalendar(groups, t, prev)); err != nil {
+				if err := ceremony.WriteFileAtomic(ics, fleet.ICalendar(groups, t, prev)); err != nil {
 					return err
 				}
 			}
-			entries := ceremony.Calendar(sts, bins)
+			entries := fleet.Calendar(sts, bins)
 			if bins {
-				groups = ceremony.GroupCeremonies(entries, repos.selector())
+				groups = fleet.GroupCeremonies(entries, repos.selector())
 			}
-			var failed []ceremony.RepoStatus
+			var failed []fleet.RepoStatus
 			for _, s := range sts {
 				if s.Status == nil {
 					failed = append(failed, s)
@@ -111,28 +112,28 @@ func readPrevious(path string) ([]byte, error) {
 func (f *repoFlags) selector() string {
 	switch {
 	case f.dir != "":
-		return "--repo " + ceremony.ShellQuote(f.dir)
+		return "--repo " + fleet.ShellQuote(f.dir)
 	case f.glob != "":
-		return "--repos " + ceremony.ShellQuote(f.glob)
+		return "--repos " + fleet.ShellQuote(f.glob)
 	case f.from == "-":
 		return "--repos-from LIST"
 	}
-	return "--repos-from " + ceremony.ShellQuote(f.from)
+	return "--repos-from " + fleet.ShellQuote(f.from)
 }
 
-func (a *app) printCalendar(asJSON bool, at time.Time, entries []ceremony.CalendarEntry, groups []ceremony.CeremonyGroup, failed []ceremony.RepoStatus) error {
+func (a *app) printCalendar(asJSON bool, at time.Time, entries []fleet.CalendarEntry, groups []fleet.CeremonyGroup, failed []fleet.RepoStatus) error {
 	if asJSON {
 		if entries == nil {
-			entries = []ceremony.CalendarEntry{}
+			entries = []fleet.CalendarEntry{}
 		}
 		if groups == nil {
-			groups = []ceremony.CeremonyGroup{}
+			groups = []fleet.CeremonyGroup{}
 		}
 		return a.printJSON(struct {
-			At      time.Time                `json:"at"`
-			Entries []ceremony.CalendarEntry `json:"ceremonies"`
-			Events  []ceremony.CeremonyGroup `json:"events"`
-			Errors  []ceremony.RepoStatus    `json:"errors,omitempty"`
+			At      time.Time             `json:"at"`
+			Entries []fleet.CalendarEntry `json:"ceremonies"`
+			Events  []fleet.CeremonyGroup `json:"events"`
+			Errors  []fleet.RepoStatus    `json:"errors,omitempty"`
 		}{at.UTC(), entries, groups, failed})
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
@@ -174,7 +175,7 @@ func (a *app) printCalendar(asJSON bool, at time.Time, entries []ceremony.Calend
 
 // binDaysText says when the bins of a set fall due: "1022 bins due
 // 2027-01-31, 2 due 2027-03-15 (bins-01a, bins-2f0)".
-func binDaysText(days []ceremony.BinDay) string {
+func binDaysText(days []fleet.BinDay) string {
 	parts := make([]string, len(days))
 	for i, d := range days {
 		parts[i] = fmt.Sprintf("%d due %s", d.Bins, d.Day.Format("2006-01-02"))

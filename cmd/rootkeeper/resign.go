@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/rootkeeper/rootkeeper/ceremony"
+	"github.com/rootkeeper/rootkeeper/ceremony/fleet"
 )
 
 // repoFlags choose one repository (--repo) or many (--repos, --repos-from).
@@ -45,17 +46,17 @@ func (f *repoFlags) list() ([]string, error) {
 	case f.dir != "":
 		return []string{f.dir}, nil
 	case f.glob != "":
-		return ceremony.ExpandRepos(f.glob)
+		return fleet.ExpandRepos(f.glob)
 	}
 	if f.from == "-" {
-		return ceremony.ReadRepoList(os.Stdin, "stdin")
+		return fleet.ReadRepoList(os.Stdin, "stdin")
 	}
 	r, err := os.Open(f.from)
 	if err != nil {
 		return nil, &ceremony.IOError{Op: "read", Path: f.from, Err: err}
 	}
 	defer r.Close()
-	return ceremony.ReadRepoList(r, f.from)
+	return fleet.ReadRepoList(r, f.from)
 }
 
 // worse returns the exit status that matters more to a cron job or a
@@ -161,7 +162,7 @@ Exit status: 0 done, 3 a due role waits for keys, 4 an expired role waits
 				}
 				return nil
 			}
-			return a.resignMany(cmd.Context(), s, dirs, ceremony.BatchOptions{ResignOptions: opts, Workers: jobs}, asJSON)
+			return a.resignMany(cmd.Context(), s, dirs, fleet.BatchOptions{ResignOptions: opts, Workers: jobs}, asJSON)
 		},
 	}
 	repos.add(cmd)
@@ -327,7 +328,7 @@ func resultLine(r *ceremony.ResignResult) string {
 	return s
 }
 
-func (a *app) resignMany(ctx context.Context, s *ceremony.Session, dirs []string, opts ceremony.BatchOptions, asJSON bool) error {
+func (a *app) resignMany(ctx context.Context, s *ceremony.Session, dirs []string, opts fleet.BatchOptions, asJSON bool) error {
 	bar := a.newProgress()
 	var all []*ceremony.ResignResult
 	code := exitOK
@@ -338,11 +339,11 @@ func (a *app) resignMany(ctx context.Context, s *ceremony.Session, dirs []string
 			all = append(all, r)
 		}
 	}
-	rep := s.ResignBatch(ctx, dirs, opts)
+	rep := fleet.ResignBatch(ctx, s, dirs, opts)
 	if asJSON {
 		sort.Slice(all, func(i, j int) bool { return all[i].Repository < all[j].Repository })
 		if err := a.printJSON(struct {
-			Summary      *ceremony.BatchReport    `json:"summary"`
+			Summary      *fleet.BatchReport       `json:"summary"`
 			Repositories []*ceremony.ResignResult `json:"repositories"`
 		}{rep, all}); err != nil {
 			return err
@@ -372,7 +373,7 @@ func (a *app) resignMany(ctx context.Context, s *ceremony.Session, dirs []string
 	return nil
 }
 
-func (a *app) printBatch(rep *ceremony.BatchReport) {
+func (a *app) printBatch(rep *fleet.BatchReport) {
 	w := a.stdout
 	var parts []string
 	for _, o := range []ceremony.Outcome{ceremony.OutcomeResigned, ceremony.OutcomePartial, ceremony.OutcomeNothingDue, ceremony.OutcomeDryRun,
@@ -444,13 +445,13 @@ func (a *app) statusMany(ctx context.Context, repos *repoFlags, at time.Time, pr
 	if err != nil {
 		return err
 	}
-	sts := ceremony.StatusMany(ctx, dirs, at, 0)
+	sts := fleet.StatusMany(ctx, dirs, at, 0)
 	if prom != "" {
-		if err := ceremony.WritePrometheus(prom, at, sts); err != nil {
+		if err := fleet.WritePrometheus(prom, at, sts); err != nil {
 			return err
 		}
 	}
-	sum := ceremony.Summarize(sts)
+	sum := fleet.Summarize(sts)
 	code := exitOK
 	if sum.Due > 0 {
 		code = worse(code, exitDue)
@@ -463,12 +464,12 @@ func (a *app) statusMany(ctx context.Context, repos *repoFlags, at time.Time, pr
 	}
 	if asJSON {
 		if err := a.printJSON(struct {
-			At           time.Time             `json:"at"`
-			Healthy      int                   `json:"healthy"`
-			Due          int                   `json:"due"`
-			Invalid      int                   `json:"invalid"`
-			Errors       int                   `json:"errors"`
-			Repositories []ceremony.RepoStatus `json:"repositories"`
+			At           time.Time          `json:"at"`
+			Healthy      int                `json:"healthy"`
+			Due          int                `json:"due"`
+			Invalid      int                `json:"invalid"`
+			Errors       int                `json:"errors"`
+			Repositories []fleet.RepoStatus `json:"repositories"`
 		}{at.UTC(), sum.Healthy, sum.Due, sum.Invalid, sum.Errors, sts}); err != nil {
 			return err
 		}
@@ -491,7 +492,7 @@ func (a *app) statusMany(ctx context.Context, repos *repoFlags, at time.Time, pr
 	return nil
 }
 
-func (a *app) printStatusMany(sts []ceremony.RepoStatus, sum ceremony.FleetSummary, at time.Time) {
+func (a *app) printStatusMany(sts []fleet.RepoStatus, sum fleet.FleetSummary, at time.Time) {
 	w := a.stdout
 	fmt.Fprintf(w, "%d repositories at %s: %d healthy, %d due, %d invalid, %d unreadable\n",
 		len(sts), at.UTC().Format(time.RFC3339), sum.Healthy, sum.Due, sum.Invalid, sum.Errors)

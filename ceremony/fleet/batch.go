@@ -1,10 +1,11 @@
-package ceremony
+package fleet
 
 import (
 	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rootkeeper/rootkeeper/ceremony"
 	"io"
 	"os"
 	"path/filepath"
@@ -27,7 +28,7 @@ import (
 func ExpandRepos(glob string) ([]string, error) {
 	matches, err := filepath.Glob(glob)
 	if err != nil {
-		return nil, &RepoError{Detail: fmt.Sprintf("--repos %q: %v", glob, err), HintText: "quote the pattern, e.g. --repos '/srv/tuf/*'"}
+		return nil, &ceremony.RepoError{Detail: fmt.Sprintf("--repos %q: %v", glob, err), HintText: "quote the pattern, e.g. --repos '/srv/tuf/*'"}
 	}
 	var out []string
 	for _, m := range matches {
@@ -36,7 +37,7 @@ func ExpandRepos(glob string) ([]string, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, &RepoError{Detail: fmt.Sprintf("--repos %q matches no directory", glob), HintText: "quote the pattern so that rootkeeper, not the shell, expands it, and check the path"}
+		return nil, &ceremony.RepoError{Detail: fmt.Sprintf("--repos %q matches no directory", glob), HintText: "quote the pattern so that rootkeeper, not the shell, expands it, and check the path"}
 	}
 	sort.Strings(out)
 	return out, nil
@@ -57,10 +58,10 @@ func ReadRepoList(r io.Reader, name string) ([]string, error) {
 		out = append(out, line)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, &IOError{Op: "read", Path: name, Err: err}
+		return nil, &ceremony.IOError{Op: "read", Path: name, Err: err}
 	}
 	if len(out) == 0 {
-		return nil, &RepoError{Detail: "--repos-from " + name + " lists no repository", HintText: "write one repository directory a line"}
+		return nil, &ceremony.RepoError{Detail: "--repos-from " + name + " lists no repository", HintText: "write one repository directory a line"}
 	}
 	return out, nil
 }
@@ -77,14 +78,14 @@ func workers(n int) int {
 
 // BatchOptions tune ResignBatch.
 type BatchOptions struct {
-	ResignOptions
+	ceremony.ResignOptions
 	// Workers is how many repositories are worked on at once (signing is
 	// serialized by each device; the disk writes overlap); 0 means 4 or
 	// GOMAXPROCS, whichever is more.
 	Workers int
 	// Progress is called after each repository, from one goroutine at a
 	// time, with the number done so far.
-	Progress func(done, total int, r *ResignResult)
+	Progress func(done, total int, r *ceremony.ResignResult)
 }
 
 // BatchReport summarizes a batch. It keeps only the repositories that
@@ -92,25 +93,25 @@ type BatchOptions struct {
 // that its size does not grow with the number of healthy repositories;
 // BatchOptions.Progress sees every result.
 type BatchReport struct {
-	Total     int             `json:"total"`
-	Counts    map[Outcome]int `json:"counts"`
-	Stopped   string          `json:"stopped,omitempty"`
-	Attention []*ResignResult `json:"attention,omitempty"`
+	Total     int                      `json:"total"`
+	Counts    map[ceremony.Outcome]int `json:"counts"`
+	Stopped   string                   `json:"stopped,omitempty"`
+	Attention []*ceremony.ResignResult `json:"attention,omitempty"`
 	// Signed counts, for each role, the repositories where it was
 	// re-signed; a set of hashed bins counts as one role, "PREFIX-*"
 	// (each repository's result lists every bin).
-	Signed  map[string]int `json:"signed_roles"`
-	Elapsed Seconds        `json:"elapsed_seconds"`
+	Signed  map[string]int   `json:"signed_roles"`
+	Elapsed ceremony.Seconds `json:"elapsed_seconds"`
 }
 
 // Worst returns the worst outcome of the batch.
-func (b *BatchReport) Worst() Outcome {
-	for _, o := range []Outcome{OutcomeFailed, OutcomeNotStarted, OutcomeWaiting, OutcomePartial, OutcomeDryRun, OutcomeResigned} {
+func (b *BatchReport) Worst() ceremony.Outcome {
+	for _, o := range []ceremony.Outcome{ceremony.OutcomeFailed, ceremony.OutcomeNotStarted, ceremony.OutcomeWaiting, ceremony.OutcomePartial, ceremony.OutcomeDryRun, ceremony.OutcomeResigned} {
 		if b.Counts[o] > 0 {
 			return o
 		}
 	}
-	return OutcomeNothingDue
+	return ceremony.OutcomeNothingDue
 }
 
 // ResignBatch re-signs what is due in every repository of dirs with one
@@ -120,46 +121,22 @@ func (b *BatchReport) Worst() Outcome {
 // fails while signing (a token pulled out), the batch stops: repositories
 // already done are complete, the rest are untouched and reported as not
 // started, and running the same command again continues.
-func (s *Session) ResignBatch(ctx context.Context, dirs []string, opts BatchOptions) *BatchReport {
+func ResignBatch(ctx context.Context, s *ceremony.Session, dirs []string, opts BatchOptions) *BatchReport {
 	start := time.Now()
-	rep := &BatchReport{Total: len(dirs), Counts: map[Outcome]int{}, Signed: map[string]int{}}
-	st := &resignState{quiet: true}
+	rep := &BatchReport{Total: len(dirs), Counts: map[ceremony.Outcome]int{}, Signed: map[string]int{}}
+	rs := s.Resigner()
 	notStarted := opts.At
 	if opts.DryRun && opts.At.IsZero() {
-		opts.At = s.now() // a dry run plans the whole batch as of one time
+		opts.At = s.Clock() // a dry run plans the whole batch as of one time
 	}
-	var stopped atomic.Bool
-	var stopOnce sync.Once
-	var stopReason string
-	jobs := make(chan string)
-	results := make(chan *ResignResult)
+	b := &batch{s: s, rs: rs, opts: opts, notStarted: notStarted, jobs: make(chan string), results: make(chan *ceremony.ResignResult)}
+	jobs, results := b.jobs, b.results
 	var wg sync.WaitGroup
 	for range min(workers(opts.Workers), max(1, len(dirs))) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for dir := range jobs {
-				if stopped.Load() || ctx.Err() != nil {
-					at := notStarted
-					if at.IsZero() {
-						at = s.now()
-					}
-					results <- &ResignResult{Repository: dir, At: at.UTC().Truncate(time.Second), Outcome: OutcomeNotStarted}
-					continue
-				}
-				r, err := s.resign(ctx, dir, opts.ResignOptions, st)
-				var se *SignError
-				if err != nil && (errors.As(err, &se) || ctx.Err() != nil) {
-					stopOnce.Do(func() {
-						stopReason = err.Error()
-						if ctx.Err() != nil {
-							stopReason = "interrupted: " + ctx.Err().Error()
-						}
-						stopped.Store(true)
-					})
-				}
-				results <- r
-			}
+			b.work(ctx)
 		}()
 	}
 	go func() {
@@ -173,29 +150,75 @@ func (s *Session) ResignBatch(ctx context.Context, dirs []string, opts BatchOpti
 	done := 0
 	for r := range results {
 		done++
-		rep.Counts[r.Outcome]++
-		bins, counted := BinsOfResign(r), map[string]bool{}
-		for _, role := range r.Resigned {
-			if set := bins.Set(role); set != "" {
-				role = set
-			}
-			if !counted[role] {
-				counted[role] = true
-				rep.Signed[role]++
-			}
-		}
-		switch r.Outcome {
-		case OutcomeFailed, OutcomeWaiting, OutcomePartial, OutcomeNotStarted:
-			rep.Attention = append(rep.Attention, r)
-		}
+		rep.add(r)
 		if opts.Progress != nil {
 			opts.Progress(done, len(dirs), r)
 		}
 	}
 	sort.Slice(rep.Attention, func(i, j int) bool { return rep.Attention[i].Repository < rep.Attention[j].Repository })
-	rep.Stopped = stopReason
-	rep.Elapsed = Seconds(time.Since(start).Round(time.Millisecond))
+	rep.Stopped = b.stopReason
+	rep.Elapsed = ceremony.Seconds(time.Since(start).Round(time.Millisecond))
 	return rep
+}
+
+// batch is the state the workers of a ResignBatch share.
+type batch struct {
+	s          *ceremony.Session
+	rs         *ceremony.Resigner
+	opts       BatchOptions
+	notStarted time.Time
+	jobs       chan string
+	results    chan *ceremony.ResignResult
+	stopped    atomic.Bool
+	stopOnce   sync.Once
+	stopReason string
+}
+
+// work re-signs the repositories it is given until the batch stops (a
+// device failed while signing, or ctx ended); after that each is reported
+// not started.
+func (b *batch) work(ctx context.Context) {
+	for dir := range b.jobs {
+		if b.stopped.Load() || ctx.Err() != nil {
+			at := b.notStarted
+			if at.IsZero() {
+				at = b.s.Clock()
+			}
+			b.results <- &ceremony.ResignResult{Repository: dir, At: at.UTC().Truncate(time.Second), Outcome: ceremony.OutcomeNotStarted}
+			continue
+		}
+		r, err := b.rs.Resign(ctx, dir, b.opts.ResignOptions)
+		var se *ceremony.SignError
+		if err != nil && (errors.As(err, &se) || ctx.Err() != nil) {
+			b.stopOnce.Do(func() {
+				b.stopReason = err.Error()
+				if ctx.Err() != nil {
+					b.stopReason = "interrupted: " + ctx.Err().Error()
+				}
+				b.stopped.Store(true)
+			})
+		}
+		b.results <- r
+	}
+}
+
+// add counts one repository's result into the report.
+func (rep *BatchReport) add(r *ceremony.ResignResult) {
+	rep.Counts[r.Outcome]++
+	bins, counted := ceremony.BinsOfResign(r), map[string]bool{}
+	for _, role := range r.Resigned {
+		if set := bins.Set(role); set != "" {
+			role = set
+		}
+		if !counted[role] {
+			counted[role] = true
+			rep.Signed[role]++
+		}
+	}
+	switch r.Outcome {
+	case ceremony.OutcomeFailed, ceremony.OutcomeWaiting, ceremony.OutcomePartial, ceremony.OutcomeNotStarted:
+		rep.Attention = append(rep.Attention, r)
+	}
 }
 
 // ---------------------------------------------------------------------------
@@ -204,10 +227,10 @@ func (s *Session) ResignBatch(ctx context.Context, dirs []string, opts BatchOpti
 // RepoStatus is the status of one repository of many, or why it could not
 // be read.
 type RepoStatus struct {
-	Repository string        `json:"repository"`
-	Status     *StatusReport `json:"status,omitempty"`
-	Error      string        `json:"error,omitempty"`
-	Hint       string        `json:"hint,omitempty"`
+	Repository string                 `json:"repository"`
+	Status     *ceremony.StatusReport `json:"status,omitempty"`
+	Error      string                 `json:"error,omitempty"`
+	Hint       string                 `json:"hint,omitempty"`
 }
 
 // StatusMany reads the status of every repository in dirs at time at,
@@ -230,7 +253,7 @@ func StatusMany(ctx context.Context, dirs []string, at time.Time, nworkers int) 
 					out[i].Error = ctx.Err().Error()
 					continue
 				}
-				st, err := Status(dirs[i], at)
+				st, err := ceremony.Status(dirs[i], at)
 				if err != nil {
 					out[i].Error, out[i].Hint = err.Error(), hsm.HintOf(err)
 					continue
@@ -255,9 +278,9 @@ func Summarize(statuses []RepoStatus) FleetSummary {
 		switch {
 		case s.Status == nil:
 			f.Errors++
-		case s.Status.Health == Invalid:
+		case s.Status.Health == ceremony.Invalid:
 			f.Invalid++
-		case s.Status.Health == Due:
+		case s.Status.Health == ceremony.Due:
 			f.Due++
 		default:
 			f.Healthy++
@@ -268,9 +291,9 @@ func Summarize(statuses []RepoStatus) FleetSummary {
 
 // currentRoles returns each role's newest entry (a repository's status
 // lists every root version of its chain).
-func currentRoles(st *StatusReport) []RoleStatus {
+func currentRoles(st *ceremony.StatusReport) []ceremony.RoleStatus {
 	idx := map[string]int{}
-	var out []RoleStatus
+	var out []ceremony.RoleStatus
 	for _, r := range st.Roles {
 		if i, ok := idx[r.Role]; ok {
 			if r.Version >= out[i].Version {
@@ -283,7 +306,3 @@ func currentRoles(st *StatusReport) []RoleStatus {
 	}
 	return out
 }
-
-// WriteFileAtomic writes data to path atomically (temporary file, fsync,
-// rename), for files such as metrics and calendars that others read.
-func WriteFileAtomic(path string, data []byte) error { return writeAtomic(path, data) }

@@ -1,10 +1,11 @@
-package ceremony
+package fleet
 
 import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/rootkeeper/rootkeeper/ceremony"
 	"strconv"
 	"strings"
 	"time"
@@ -212,7 +213,7 @@ func eventDescription(g *CeremonyGroup) string {
 	fmt.Fprintf(&d, "%s enters its re-signing window (%s) on %s; the first of these expires on %s.\n",
 		g.Role, e0.Window, g.Due.Format(time.RFC3339), g.Expires.Format(time.RFC3339))
 	fmt.Fprintf(&d, "Needs %d signature(s) by: %s\n", e0.Threshold, strings.Join(e0.Keys, " "))
-	if g.Role == RoleRoot {
+	if g.Role == ceremony.RoleRoot {
 		d.WriteString("A new root must be signed by a threshold of the current root's keys, even after it has expired.\n")
 	}
 	if e0.Bins != nil {

@@ -1,9 +1,10 @@
-package ceremony
+package fleet
 
 import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"github.com/rootkeeper/rootkeeper/ceremony"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -36,7 +37,7 @@ func benchRepos() int {
 // role due on day 300, all with the same keys.
 func benchFleet(b *testing.B, n int) (*fixture, []string) {
 	b.Helper()
-	f := newFixtureWith(b, map[string]string{RoleRoot: "365d", RoleTargets: "730d", RoleSnapshot: "730d", RoleTimestamp: "730d"})
+	f := newFixtureWith(b, map[string]string{ceremony.RoleRoot: "365d", ceremony.RoleTargets: "730d", ceremony.RoleSnapshot: "730d", ceremony.RoleTimestamp: "730d"})
 	base := os.Getenv("ROOTKEEPER_BENCH_DIR")
 	if base == "" {
 		base = b.TempDir()
@@ -156,9 +157,9 @@ func BenchmarkResignBatch(b *testing.B) {
 	var elapsed, cpu time.Duration
 	for i := 0; b.Loop(); i++ {
 		f.setNow(day(300 + i))
-		opts := BatchOptions{ResignOptions: ResignOptions{Roles: []string{RoleRoot}}, Workers: jobs}
-		opts.Progress = func(done, total int, r *ResignResult) {
-			if r.Outcome != OutcomeResigned {
+		opts := BatchOptions{ResignOptions: ceremony.ResignOptions{Roles: []string{ceremony.RoleRoot}}, Workers: jobs}
+		opts.Progress = func(done, total int, r *ceremony.ResignResult) {
+			if r.Outcome != ceremony.OutcomeResigned {
 				b.Fatalf("%s: %s %s", r.Repository, r.Outcome, r.Error)
 			}
 			if i == 0 && done == total/10 {
@@ -168,10 +169,10 @@ func BenchmarkResignBatch(b *testing.B) {
 			}
 		}
 		start, cpu0 := time.Now(), cpuTime()
-		rep := f.s.ResignBatch(ctx, dirs, opts)
+		rep := ResignBatch(ctx, f.s, dirs, opts)
 		elapsed += time.Since(start)
 		cpu += cpuTime() - cpu0
-		if rep.Counts[OutcomeResigned] != n {
+		if rep.Counts[ceremony.OutcomeResigned] != n {
 			b.Fatalf("%v", rep.Counts)
 		}
 		if i == 0 {

@@ -1,4 +1,4 @@
-package ceremony
+package fleet
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"github.com/rootkeeper/rootkeeper/ceremony"
 	"io"
 	"os"
 	"path/filepath"
@@ -71,20 +72,20 @@ func TestResignBatch(t *testing.T) {
 	at := day(300) // root due; the online roles long expired
 	var seen atomic.Int32
 	f.setNow(at)
-	rep := f.s.ResignBatch(context.Background(), dirs, BatchOptions{
-		Progress: func(done, total int, r *ResignResult) {
+	rep := ResignBatch(context.Background(), f.s, dirs, BatchOptions{
+		Progress: func(done, total int, r *ceremony.ResignResult) {
 			seen.Add(1)
 			if total != 200 || done < 1 || done > total {
 				t.Errorf("progress %d/%d", done, total)
 			}
 		}})
-	if rep.Counts[OutcomeResigned] != 199 || rep.Counts[OutcomeFailed] != 1 || seen.Load() != 200 {
+	if rep.Counts[ceremony.OutcomeResigned] != 199 || rep.Counts[ceremony.OutcomeFailed] != 1 || seen.Load() != 200 {
 		t.Fatalf("counts %v, progress calls %d, stopped %q", rep.Counts, seen.Load(), rep.Stopped)
 	}
 	if len(rep.Attention) != 1 || rep.Attention[0].Repository != corrupt || !strings.Contains(rep.Attention[0].Error, "cannot load metadata") {
 		t.Fatalf("attention: %+v", rep.Attention)
 	}
-	if rep.Signed[RoleRoot] != 199 || rep.Worst() != OutcomeFailed {
+	if rep.Signed[ceremony.RoleRoot] != 199 || rep.Worst() != ceremony.OutcomeFailed {
 		t.Errorf("signed %v, worst %s", rep.Signed, rep.Worst())
 	}
 	// One login per token: each of the four keys was opened once.
@@ -100,8 +101,8 @@ func TestResignBatch(t *testing.T) {
 		t.Error("the corrupt repository was changed")
 	}
 	f.setNow(at.Add(time.Hour))
-	rep = f.s.ResignBatch(context.Background(), dirs, BatchOptions{})
-	if rep.Counts[OutcomeNothingDue] != 199 || rep.Counts[OutcomeFailed] != 1 {
+	rep = ResignBatch(context.Background(), f.s, dirs, BatchOptions{})
+	if rep.Counts[ceremony.OutcomeNothingDue] != 199 || rep.Counts[ceremony.OutcomeFailed] != 1 {
 		t.Errorf("second run: %v", rep.Counts)
 	}
 }
@@ -145,16 +146,16 @@ func TestResignBatchTokenRemoved(t *testing.T) {
 
 	at := day(300)
 	f.setNow(at)
-	rep := f.s.ResignBatch(ctx, dirs, BatchOptions{Workers: 1})
-	if rep.Counts[OutcomeResigned] != 12 || rep.Counts[OutcomeFailed] != 1 || rep.Counts[OutcomeNotStarted] != 17 {
+	rep := ResignBatch(ctx, f.s, dirs, BatchOptions{Workers: 1})
+	if rep.Counts[ceremony.OutcomeResigned] != 12 || rep.Counts[ceremony.OutcomeFailed] != 1 || rep.Counts[ceremony.OutcomeNotStarted] != 17 {
 		t.Fatalf("counts %v", rep.Counts)
 	}
 	if !strings.Contains(rep.Stopped, "signing root with pkcs11:token=root;object=root failed") || !strings.Contains(rep.Stopped, "CKR_DEVICE_REMOVED") {
 		t.Errorf("stopped: %q", rep.Stopped)
 	}
-	var failed *ResignResult
+	var failed *ceremony.ResignResult
 	for _, r := range rep.Attention {
-		if r.Outcome == OutcomeFailed {
+		if r.Outcome == ceremony.OutcomeFailed {
 			failed = r
 		}
 	}
@@ -168,8 +169,8 @@ func TestResignBatchTokenRemoved(t *testing.T) {
 		}
 		done++
 		mustVerify(t, d, at)
-		st, err := Status(d, at)
-		if err != nil || st.Health != Healthy {
+		st, err := ceremony.Status(d, at)
+		if err != nil || st.Health != ceremony.Healthy {
 			t.Errorf("%s: %v %+v", d, err, st)
 		}
 	}
@@ -180,8 +181,8 @@ func TestResignBatchTokenRemoved(t *testing.T) {
 	// The token is back: the same command continues where it stopped.
 	fl.left.Store(1 << 30)
 	f.setNow(at.Add(time.Minute))
-	rep = f.s.ResignBatch(ctx, dirs, BatchOptions{})
-	if rep.Counts[OutcomeResigned] != 18 || rep.Counts[OutcomeNothingDue] != 12 {
+	rep = ResignBatch(ctx, f.s, dirs, BatchOptions{})
+	if rep.Counts[ceremony.OutcomeResigned] != 18 || rep.Counts[ceremony.OutcomeNothingDue] != 12 {
 		t.Fatalf("rerun: %v", rep.Counts)
 	}
 }
@@ -232,11 +233,11 @@ func TestStatusManyPrometheus(t *testing.T) {
 	}
 	if get("rootkeeper_role_version", map[string]string{"repository": dirs[0], "role": "root"}) != 1 ||
 		get("rootkeeper_role_signatures_valid", r0) != 1 || get("rootkeeper_role_signatures_needed", r0) != 1 ||
-		get("rootkeeper_role_health", r0) != float64(Due) || get("rootkeeper_role_resign_window_seconds", r0) != 6*86400 {
+		get("rootkeeper_role_health", r0) != float64(ceremony.Due) || get("rootkeeper_role_resign_window_seconds", r0) != 6*86400 {
 		t.Error("role metrics disagree with status")
 	}
-	if get("rootkeeper_repository_health", map[string]string{"repository": dirs[0]}) != float64(Due) ||
-		get("rootkeeper_repository_health", map[string]string{"repository": dirs[2]}) != float64(Invalid) ||
+	if get("rootkeeper_repository_health", map[string]string{"repository": dirs[0]}) != float64(ceremony.Due) ||
+		get("rootkeeper_repository_health", map[string]string{"repository": dirs[2]}) != float64(ceremony.Invalid) ||
 		get("rootkeeper_repository_up", map[string]string{"repository": dirs[3]}) != 0 ||
 		get("rootkeeper_repositories", map[string]string{"state": "due"}) != 2 ||
 		get("rootkeeper_status_time_seconds", nil) != float64(at.Unix()) {
@@ -257,7 +258,7 @@ func TestICalendar(t *testing.T) {
 	dirs = append(dirs, long)
 	at := day(10)
 	entries := Calendar(StatusMany(context.Background(), dirs, at, 0), false)
-	if len(entries) != 6 || entries[0].Role != RoleTargets || !entries[0].Due.Equal(day(60)) || entries[5].Role != RoleRoot || !entries[5].Due.Equal(day(275)) {
+	if len(entries) != 6 || entries[0].Role != ceremony.RoleTargets || !entries[0].Due.Equal(day(60)) || entries[5].Role != ceremony.RoleRoot || !entries[5].Due.Equal(day(275)) {
 		t.Fatalf("entries: %+v", entries)
 	}
 	groups := GroupCeremonies(entries, "--repos-from LIST")

@@ -1,7 +1,8 @@
-package ceremony
+package fleet
 
 import (
 	"bytes"
+	"github.com/rootkeeper/rootkeeper/ceremony"
 	"io"
 	"time"
 
@@ -87,9 +88,9 @@ func FormatPrometheus(w io.Writer, at time.Time, statuses []RepoStatus) error {
 
 // addRoles adds the series of a repository's current roles, each set of
 // hashed bins folded into one role.
-func (s promSeries) addRoles(repo string, st *StatusReport) {
+func (s promSeries) addRoles(repo string, st *ceremony.StatusReport) {
 	current := currentRoles(st)
-	for _, row := range FoldBins(current, BinsOfStatus(st), RoleStatus.Member) {
+	for _, row := range ceremony.FoldBins(current, ceremony.BinsOfStatus(st), ceremony.RoleStatus.Member) {
 		r, role := row.Item, row.Item.Role
 		version, valid, threshold, expires := r.Version, r.ValidSignatures, r.Threshold, r.Expires
 		if f := row.Set; f != nil {
@@ -118,5 +119,5 @@ func WritePrometheus(path string, at time.Time, statuses []RepoStatus) error {
 	if err := FormatPrometheus(&b, at, statuses); err != nil {
 		return err
 	}
-	return writeAtomic(path, b.Bytes())
+	return ceremony.WriteFileAtomic(path, b.Bytes())
 }

@@ -1,8 +1,9 @@
-package ceremony
+package fleet
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/rootkeeper/rootkeeper/ceremony"
 	"os"
 	"path/filepath"
 	"sort"
@@ -24,20 +25,20 @@ import (
 // CalendarEntry is when an offline role of a repository is next due for
 // re-signing by officers.
 type CalendarEntry struct {
-	Repository string    `json:"repository"`
-	Role       string    `json:"role"`    // a role, or a set of hashed bins: "PREFIX-*"
-	Version    int64     `json:"version"` // for a set of bins the lowest
-	Due        time.Time `json:"due"`     // when the role (the first bin) enters its re-signing window
-	Expires    time.Time `json:"expires"` // for a set of bins the earliest
-	Window     Seconds   `json:"window_seconds"`
-	Threshold  int       `json:"threshold"`
-	Keys       []string  `json:"keys,omitempty"` // key URIs from the policy
-	State      Health    `json:"state"`
+	Repository string           `json:"repository"`
+	Role       string           `json:"role"`    // a role, or a set of hashed bins: "PREFIX-*"
+	Version    int64            `json:"version"` // for a set of bins the lowest
+	Due        time.Time        `json:"due"`     // when the role (the first bin) enters its re-signing window
+	Expires    time.Time        `json:"expires"` // for a set of bins the earliest
+	Window     ceremony.Seconds `json:"window_seconds"`
+	Threshold  int              `json:"threshold"`
+	Keys       []string         `json:"keys,omitempty"` // key URIs from the policy
+	State      ceremony.Health  `json:"state"`
 	// Bins folds a set of hashed bins (their state at the calendar's
 	// time); BinDays says how many of them enter their window on which
 	// day, soonest first.
-	Bins    *BinFold `json:"bin_set,omitempty"`
-	BinDays []BinDay `json:"bin_days,omitempty"`
+	Bins    *ceremony.BinFold `json:"bin_set,omitempty"`
+	BinDays []BinDay          `json:"bin_days,omitempty"`
 
 	identity   string // the repository's (event UIDs)
 	maxVersion int64  // the highest version of the role or its bins (SEQUENCE)
@@ -75,40 +76,38 @@ func Calendar(statuses []RepoStatus, unfold bool) []CalendarEntry {
 	return out
 }
 
-func repoCalendar(dir string, st *StatusReport, unfold bool) []CalendarEntry {
-	pol, _ := LoadPolicy(dir)
+func repoCalendar(dir string, st *ceremony.StatusReport, unfold bool) []CalendarEntry {
+	pol, _ := ceremony.LoadPolicy(dir)
 	id := repoIdentity(dir)
 	var entries []CalendarEntry
 	for _, r := range currentRoles(st) {
-		if r.Role == RoleSnapshot || r.Role == RoleTimestamp {
+		if r.Role == ceremony.RoleSnapshot || r.Role == ceremony.RoleTimestamp {
 			continue
 		}
 		e := CalendarEntry{Repository: dir, Role: r.Role, Version: r.Version, Expires: r.Expires.UTC(),
 			Due: r.Expires.Add(-r.Window.D()).UTC(), Window: r.Window, Threshold: r.Threshold, State: r.Health,
 			identity: id, maxVersion: r.Version, valid: r.ValidSignatures}
 		if pol != nil {
-			for _, k := range pol.Role(policyRole(pol, r.Role)).Keys {
-				e.Keys = append(e.Keys, objectOf(k))
-			}
+			e.Keys = append(e.Keys, pol.KeyObjects(r.Role)...)
 		}
 		entries = append(entries, e)
 	}
 	if unfold {
 		return entries
 	}
-	return foldCalendar(entries, BinsOfStatus(st))
+	return foldCalendar(entries, ceremony.BinsOfStatus(st))
 }
 
 // calMember is an entry as folding compares it: bins differ when they
 // are due on another day.
-func calMember(e CalendarEntry) BinMember {
-	return BinMember{Role: e.Role, Version: e.Version, Expires: e.Expires, Health: e.State, Valid: e.valid, Threshold: e.Threshold,
+func calMember(e CalendarEntry) ceremony.BinMember {
+	return ceremony.BinMember{Role: e.Role, Version: e.Version, Expires: e.Expires, Health: e.State, Valid: e.valid, Threshold: e.Threshold,
 		Detail: "due " + e.Due.Format("2006-01-02")}
 }
 
 // foldCalendar makes each set of hashed bins one entry, due when its
 // first bin is.
-func foldCalendar(entries []CalendarEntry, idx BinIndex) []CalendarEntry {
+func foldCalendar(entries []CalendarEntry, idx ceremony.BinIndex) []CalendarEntry {
 	days := map[string]map[int64]*BinDay{} // prefix → day (Unix) → bins
 	for _, e := range entries {
 		p, ok := idx[e.Role]
@@ -130,7 +129,7 @@ func foldCalendar(entries []CalendarEntry, idx BinIndex) []CalendarEntry {
 		}
 	}
 	var out []CalendarEntry
-	for _, row := range FoldBins(entries, idx, calMember) {
+	for _, row := range ceremony.FoldBins(entries, idx, calMember) {
 		e := row.Item
 		if f := row.Set; f != nil {
 			e.Role, e.Version, e.Expires, e.State, e.Bins = f.Name, f.MinVersion, f.Expires, f.Health, f
