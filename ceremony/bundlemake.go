@@ -35,6 +35,10 @@ type BundleResult struct {
 // repository; the transcript records the bundle (its payload hashes,
 // which apply checks) and nothing else is written.
 func (s *Session) makeBundle(ctx context.Context, c *Change) (*Result, error) {
+	if c.Op == "init" {
+		return nil, &RepoError{Dir: c.Dir, Detail: "init --out is not supported yet: a bundle is checked against the repository's published root, and a new repository has none",
+			HintText: "run the bootstrap with every root key at hand (rootkeeper init --plan), then rotate remotely with --out"}
+	}
 	if c.Summary.Text != "" {
 		if err := s.confirm(c.Summary.Text + "\n\nThe change goes into the signing bundle " + s.Bundle.Path + "; keys plugged in here sign now."); err != nil {
 			return nil, err
