@@ -56,6 +56,9 @@ func (s *Session) ApplyBundles(ctx context.Context, dir string, paths []string) 
 	if err := c.Bundle.Expired(c.Name, s.now()); err != nil {
 		return nil, err
 	}
+	if c.Bundle.Repository.Bootstrap {
+		return s.applyBootstrap(ctx, dir, c) // bundleboot.go
+	}
 	var res *Result
 	err = s.withLock(dir, func(repo *roles.Repo, pol *Policy) error {
 		if err := checkBundleFor(dir, repo, c); err != nil {
@@ -189,8 +192,10 @@ func changeOfBundle(dir string, repo *roles.Repo, pol *Policy, c *bundle.Checked
 		ch.Extra = append(ch.Extra, File{Path: f.Path, Data: f.Data, Immutable: strings.HasPrefix(f.Path, roles.TargetsDir+"/") && repo.Root().Signed.ConsistentSnapshot})
 	}
 	for _, cr := range c.Roles {
-		if err := placeRole(repo, cr); err != nil {
-			return nil, err
+		if !c.Bundle.Repository.Bootstrap { // a bootstrap's are in place (roles.Assemble)
+			if err := placeRole(repo, cr); err != nil {
+				return nil, err
+			}
 		}
 		st := &Step{Role: cr.Role.Role}
 		for _, q := range cr.Reqs {

@@ -35,10 +35,6 @@ type BundleResult struct {
 // repository; the transcript records the bundle (its payload hashes,
 // which apply checks) and nothing else is written.
 func (s *Session) makeBundle(ctx context.Context, c *Change) (*Result, error) {
-	if c.Op == "init" {
-		return nil, &RepoError{Dir: c.Dir, Detail: "init --out is not supported yet: a bundle is checked against the repository's published root, and a new repository has none",
-			HintText: "run the bootstrap with every root key at hand (rootkeeper init --plan), then rotate remotely with --out"}
-	}
 	if c.Summary.Text != "" {
 		if err := s.confirm(c.Summary.Text + "\n\nThe change goes into the signing bundle " + s.Bundle.Path + "; keys plugged in here sign now."); err != nil {
 			return nil, err
@@ -47,7 +43,7 @@ func (s *Session) makeBundle(ctx context.Context, c *Change) (*Result, error) {
 	signing := *c
 	signing.Steps, signing.Partial = nil, true
 	for _, st := range c.Steps {
-		if st.Follow == nil {
+		if st.Follow == nil && st.Role != RoleSnapshot && st.Role != RoleTimestamp { // those are made at apply
 			signing.Steps = append(signing.Steps, st)
 		}
 	}
@@ -59,7 +55,11 @@ func (s *Session) makeBundle(ctx context.Context, c *Change) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := bundle.Build(os.DirFS(c.Dir), in)
+	fsys := os.DirFS(c.Dir)
+	if c.Op == OpInit {
+		fsys = nil // a bootstrap bundle: no published metadata yet
+	}
+	b, err := bundle.Build(fsys, in)
 	if err != nil {
 		return nil, err
 	}
@@ -170,9 +170,10 @@ func recordBundle(c *Change, b *bundle.Bundle) error {
 	return err
 }
 
-// Transcript operations of signing bundles.
+// Transcript operations of signing bundles, and of the bootstrap.
 const (
 	OpBundle = "bundle"
+	OpInit   = "init"
 )
 
 // signedLog is the transcript's record of a bundle's signatures: key id,

@@ -70,6 +70,9 @@ type Key struct {
 	HW       hsm.Signer
 	TUF      *roles.Signer
 	Evidence *hsm.Evidence
+	// Export is the key export file the key was read from (a plan's
+	// file:PATH): it has no device here and signs through a bundle.
+	Export string
 }
 
 // ID is the key's TUF key id.

@@ -3,6 +3,7 @@ package ceremony
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rootkeeper/rootkeeper/hsm"
+	"github.com/rootkeeper/rootkeeper/roles"
 )
 
 // KeyExportFormat is the version of the key export file.
@@ -30,6 +32,8 @@ type ExportedKey struct {
 	Device     string        `json:"device,omitempty"`
 	Evidence   *hsm.Evidence `json:"evidence"`
 	ExportedAt time.Time     `json:"exported_at"`
+
+	file string // where it was read from
 }
 
 // ExportKey opens the key at uri and describes it for export.
@@ -112,7 +116,7 @@ func ReadExportedKey(path string) (*ExportedKey, error) {
 // PKCS#11 attribute readings, which only the token can vouch for, must
 // show a key born in it (hardware-born). A root key that may also
 // decrypt, unwrap or derive is refused.
-func CheckExportedKey(path string, e *ExportedKey, role, require string, keys *hsm.Keyring) error {
+func CheckExportedKey(path string, e *ExportedKey, role, require string, keys backendSource) error {
 	ev := e.Evidence
 	if uses := ev.OtherUses(); role == RoleRoot && len(uses) > 0 && require != RequireNone {
 		return &EvidenceError{URI: e.URI + " (" + path + ")", Require: RequireHardwareBorn, Summary: "the private key also allows " + fmt.Sprint(uses)}
@@ -133,7 +137,7 @@ func CheckExportedKey(path string, e *ExportedKey, role, require string, keys *h
 	return nil
 }
 
-func verifyExportedAttestation(path string, e *ExportedKey, keys *hsm.Keyring) error {
+func verifyExportedAttestation(path string, e *ExportedKey, keys backendSource) error {
 	u, err := hsm.ParseURI(e.URI)
 	if err != nil {
 		return &ExportError{File: path, Detail: "the key URI does not parse: " + err.Error()}
@@ -158,4 +162,58 @@ func verifyExportedAttestation(path string, e *ExportedKey, keys *hsm.Keyring) e
 		return &ExportError{File: path, Detail: fmt.Sprintf("the attestation certifies key %s, not %s", short(id), short(e.KeyID))}
 	}
 	return nil
+}
+
+// exportedSigner is an exported key seen from the plan's machine: its
+// public key and evidence, and no device. It never signs: an exported key
+// signs on its officer's machine, through a signing bundle.
+type exportedSigner struct {
+	e   *ExportedKey
+	pub crypto.PublicKey
+}
+
+func (x *exportedSigner) Public() crypto.PublicKey { return x.pub }
+
+func (x *exportedSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, &ExportError{File: x.e.file, Detail: "an exported key signs only on its officer's machine, through a signing bundle (rootkeeper sign)"}
+}
+
+func (x *exportedSigner) Info() hsm.KeyInfo {
+	alg, _ := hsm.AlgorithmOf(x.pub)
+	return hsm.KeyInfo{URI: x.e.URI, Algorithm: alg, Public: x.pub, Evidence: x.e.Evidence}
+}
+
+// openExported is the *Key of a plan's key export: no device, the
+// export's URI and evidence; Key.Export names the file.
+func openExported(e *ExportedKey) (*Key, error) {
+	pub, err := parsePublicPEM(e.PublicKey)
+	if err != nil {
+		return nil, &ExportError{File: e.file, Detail: "the public key cannot be read: " + err.Error()}
+	}
+	x := &exportedSigner{e: e, pub: pub}
+	tuf, err := roles.NewSigner(x)
+	if err != nil {
+		return nil, &ExportError{File: e.file, Detail: err.Error()}
+	}
+	return &Key{URI: e.URI, HW: x, TUF: tuf, Evidence: e.Evidence, Export: e.file}, nil
+}
+
+// backendSource finds the backend of a URI scheme (*hsm.Keyring), to
+// check evidence without a device.
+type backendSource interface {
+	Backend(uri *hsm.URI) (hsm.Backend, error)
+}
+
+// exportOfRecord is a key record (keys/KEYID.json) as an export, to check
+// its evidence again without the device (apply of a bootstrap bundle).
+func exportOfRecord(path string, rec *KeyRecord) (*ExportedKey, error) {
+	e := &ExportedKey{Format: KeyExportFormat, KeyID: rec.KeyID, URI: rec.URI, Algorithm: rec.Algorithm, PublicKey: rec.PublicKey, Evidence: rec.Evidence, file: path}
+	pub, err := parsePublicPEM(rec.PublicKey)
+	if err != nil {
+		return nil, &ExportError{File: path, Detail: "the public key cannot be read: " + err.Error()}
+	}
+	if id, err := keyIDOf(pub); err != nil || id != rec.KeyID {
+		return nil, &ExportError{File: path, Detail: fmt.Sprintf("the public key has key id %s, not the %s it is filed under", short(id), short(rec.KeyID))}
+	}
+	return e, nil
 }

@@ -45,23 +45,16 @@ type NewRole struct {
 }
 
 // Build makes a bundle of in against the published repository in fsys
-// (the repository directory), and checks it as Check would.
+// (the repository directory), and checks it as Check would. A nil fsys
+// makes a bootstrap bundle (init --out): a new repository, whose identity
+// is the SHA-256 of the payload of the root v1 in in.Roles.
 func Build(fsys fs.FS, in Input) (*Bundle, error) {
-	pub, err := roles.Load(fsys)
-	if err != nil {
-		return nil, fmt.Errorf("cannot load the published metadata: %w", err)
-	}
-	files, err := pub.Files()
+	b := &Bundle{Format: Format, ID: newID(), Repository: Repository{Name: in.Name},
+		Operation: in.Operation, Inputs: in.Inputs, CreatedAt: in.Now.UTC().Truncate(time.Second), PlannedOn: map[string]string{}, Keys: map[string]*Key{}}
+	consistent, err := b.published(fsys, in.Roles)
 	if err != nil {
 		return nil, err
 	}
-	data := map[string][]byte{}
-	for _, f := range files {
-		data[f.Path] = f.Data
-	}
-	b := &Bundle{Format: Format, ID: newID(), Repository: Repository{Name: in.Name, FirstRoot: sha256hex(data[roles.MetadataPath(metadata.ROOT, 1, false)])},
-		Operation: in.Operation, Inputs: in.Inputs, CreatedAt: in.Now.UTC().Truncate(time.Second), PlannedOn: map[string]string{}, Keys: map[string]*Key{}}
-	consistent := pub.Root().Signed.ConsistentSnapshot
 	for _, nr := range in.Roles {
 		if nr.Role == metadata.ROOT {
 			if rt, ok := asRoot(nr.Signed); ok {
@@ -69,19 +62,10 @@ func Build(fsys fs.FS, in Input) (*Bundle, error) {
 			}
 		}
 	}
-	b.previous(pub, data, in.Roles)
-	earliest := in.Now.Add(lifetime(in.Lifetime))
-	for _, nr := range in.Roles {
-		payload, err := cjson.EncodeCanonical(nr.Signed)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", nr.Role, err)
-		}
-		r := Role{Role: nr.Role, Version: nr.Version, Path: roles.MetadataPath(nr.Role, nr.Version, consistent), Payload: payload, PayloadSHA256: sha256hex(payload)}
-		for _, s := range nr.Signatures {
-			r.Signatures = append(r.Signatures, Signature{KeyID: s.KeyID, Sig: hex.EncodeToString(s.Signature)})
-		}
-		b.Roles = append(b.Roles, r)
+	if err := b.addRoles(in.Roles, consistent); err != nil {
+		return nil, err
 	}
+	earliest := in.Now.Add(lifetime(in.Lifetime))
 	c, err := check("", b, true)
 	if err != nil {
 		return nil, err
@@ -95,6 +79,11 @@ func Build(fsys fs.FS, in Input) (*Bundle, error) {
 				b.Keys[id] = describe(in.Keys[id], cr.Keys[id])
 			}
 		}
+		for id, k := range in.Keys { // other keys the payloads name (a new root's online keys)
+			if tuf := cr.Keys[id]; tuf != nil && b.Keys[id] == nil {
+				b.Keys[id] = describe(k, tuf)
+			}
+		}
 	}
 	b.Expires = earliest.UTC().Truncate(time.Second)
 	made := in.Made
@@ -104,6 +93,51 @@ func Build(fsys fs.FS, in Input) (*Bundle, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// published records the repository's identity and the previous metadata
+// from fsys, or marks a bootstrap bundle (nil fsys); it reports whether
+// the repository uses consistent snapshots.
+func (b *Bundle) published(fsys fs.FS, changed []NewRole) (bool, error) {
+	if fsys == nil {
+		b.Repository.Bootstrap, b.Previous = true, []File{}
+		return false, nil
+	}
+	pub, err := roles.Load(fsys)
+	if err != nil {
+		return false, fmt.Errorf("cannot load the published metadata: %w", err)
+	}
+	files, err := pub.Files()
+	if err != nil {
+		return false, err
+	}
+	data := map[string][]byte{}
+	for _, f := range files {
+		data[f.Path] = f.Data
+	}
+	b.Repository.FirstRoot = sha256hex(data[roles.MetadataPath(metadata.ROOT, 1, false)])
+	b.previous(pub, data, changed)
+	return pub.Root().Signed.ConsistentSnapshot, nil
+}
+
+// addRoles adds the new versions with their payloads and the signatures
+// made so far; a bootstrap bundle's identity is its root's payload.
+func (b *Bundle) addRoles(rs []NewRole, consistent bool) error {
+	for _, nr := range rs {
+		payload, err := cjson.EncodeCanonical(nr.Signed)
+		if err != nil {
+			return fmt.Errorf("%s: %w", nr.Role, err)
+		}
+		r := Role{Role: nr.Role, Version: nr.Version, Path: roles.MetadataPath(nr.Role, nr.Version, consistent), Payload: payload, PayloadSHA256: sha256hex(payload)}
+		for _, s := range nr.Signatures {
+			r.Signatures = append(r.Signatures, Signature{KeyID: s.KeyID, Sig: hex.EncodeToString(s.Signature)})
+		}
+		if b.Repository.Bootstrap && nr.Role == metadata.ROOT {
+			b.Repository.FirstRoot = r.PayloadSHA256
+		}
+		b.Roles = append(b.Roles, r)
+	}
+	return nil
 }
 
 func lifetime(d time.Duration) time.Duration {

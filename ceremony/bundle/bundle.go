@@ -93,8 +93,14 @@ func (c *Custodian) Digest() string {
 type Repository struct {
 	Name string `json:"name,omitempty"`
 	// FirstRoot is the SHA-256 (hex) of metadata/1.root.json: the
-	// repository's identity, which no later change alters.
+	// repository's identity, which no later change alters. In a bootstrap
+	// bundle it is the SHA-256 of the payload of the root v1 it carries
+	// (the file's bytes depend on the signatures still to come).
 	FirstRoot string `json:"first_root_sha256"`
+	// Bootstrap marks a bundle that makes a new repository (init --out):
+	// it carries no previous metadata, and its root v1 must be signed by
+	// its own threshold.
+	Bootstrap bool `json:"bootstrap,omitempty"`
 }
 
 // File is a published metadata file.

@@ -118,6 +118,9 @@ func check(name string, b *Bundle, fill bool) (*Checked, error) {
 		}
 		c.Roles = append(c.Roles, cr)
 	}
+	if err := c.bootstrap(); err != nil {
+		return nil, err
+	}
 	for _, cr := range c.Roles {
 		if err := c.requirements(cr); err != nil {
 			return nil, err
@@ -132,6 +135,24 @@ func check(name string, b *Bundle, fill bool) (*Checked, error) {
 		}
 	}
 	return c, nil
+}
+
+// bootstrap checks a bootstrap bundle's identity: it carries root v1,
+// whose payload has the SHA-256 the bundle names as the repository's; its
+// own threshold (recomputed below) is the only rule it must meet.
+func (c *Checked) bootstrap() error {
+	if !c.Bundle.Repository.Bootstrap {
+		return nil
+	}
+	for _, cr := range c.Roles {
+		if cr.Role.Role == metadata.ROOT {
+			if cr.PayloadSHA256 != c.Bundle.Repository.FirstRoot {
+				return c.fail("its root v1 is not the repository it makes (repository.first_root_sha256 is not the SHA-256 of its payload)")
+			}
+			return nil
+		}
+	}
+	return c.fail("it makes a new repository (bootstrap) but carries no root v1")
 }
 
 func clone[M ~map[K]V, K comparable, V any](m M) M {
@@ -152,6 +173,12 @@ func (c *Checked) previous() error {
 	b := c.Bundle
 	var roots [][]byte
 	c.Published = &roles.Pending{Delegated: map[string]*metadata.Metadata[metadata.TargetsType]{}}
+	if b.Repository.Bootstrap {
+		if len(b.Previous) > 0 || len(b.PlannedOn) > 0 {
+			return c.fail("it makes a new repository (bootstrap) but carries previous metadata")
+		}
+		return nil // the chain starts at the root v1 it carries (bootstrap)
+	}
 	var others []File
 	for _, f := range b.Previous {
 		if want, ok := b.PlannedOn[f.Path]; !ok || want != sha256hex(f.Data) {
@@ -214,8 +241,10 @@ func (c *Checked) parseRole(r *Role) (*CheckedRole, error) {
 	case metadata.ROOT:
 		var s metadata.RootType
 		err = c.decode(r, &s, metadata.ROOT)
-		last := c.Published.Roots[len(c.Published.Roots)-1]
-		cr.Signed, cr.Previous, cr.Expires, prevVersion = &s, &last.Signed, s.Expires, last.Signed.Version
+		cr.Signed, cr.Expires = &s, s.Expires
+		if n := len(c.Published.Roots); n > 0 {
+			cr.Previous, prevVersion = &c.Published.Roots[n-1].Signed, c.Published.Roots[n-1].Signed.Version
+		}
 		c.Pending.Roots = append(c.Pending.Roots, &metadata.Metadata[metadata.RootType]{Signed: s})
 	case metadata.SNAPSHOT:
 		var s metadata.SnapshotType

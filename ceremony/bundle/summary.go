@@ -21,6 +21,7 @@ type Summary struct {
 	Operation  string         `json:"operation"`
 	Repository string         `json:"repository,omitempty"`
 	FirstRoot  string         `json:"first_root_sha256"`
+	Bootstrap  bool           `json:"bootstrap"` // a new repository: FirstRoot is its root v1's payload hash
 	CreatedAt  string         `json:"created_at"`
 	Expires    string         `json:"expires"`
 	Expired    bool           `json:"expired"`
@@ -70,7 +71,7 @@ type KeyRef struct {
 // Summarize describes a checked bundle at now.
 func (c *Checked) Summarize(now time.Time) *Summary {
 	b := c.Bundle
-	s := &Summary{ID: b.ID, Operation: b.Operation, Repository: b.Repository.Name, FirstRoot: b.Repository.FirstRoot,
+	s := &Summary{ID: b.ID, Operation: b.Operation, Repository: b.Repository.Name, FirstRoot: b.Repository.FirstRoot, Bootstrap: b.Repository.Bootstrap,
 		CreatedAt: b.CreatedAt.UTC().Format(time.RFC3339), Expires: b.Expires.UTC().Format(time.RFC3339),
 		Expired: !now.Before(b.Expires), Inputs: b.Inputs, Complete: c.Complete(), Log: b.Log}
 	for _, cr := range c.Roles {
@@ -161,7 +162,11 @@ func (s *Summary) Text(now time.Time) string {
 		name = "(unnamed repository)"
 	}
 	fmt.Fprintf(&w, "Signing bundle %s: %s of %s\n", short(s.ID), s.Operation, name)
-	fmt.Fprintf(&w, "  repository identity: 1.root.json sha256 %s\n", s.FirstRoot)
+	if s.Bootstrap {
+		fmt.Fprintf(&w, "  a new repository: root v1 payload sha256 %s\n", s.FirstRoot)
+	} else {
+		fmt.Fprintf(&w, "  repository identity: 1.root.json sha256 %s\n", s.FirstRoot)
+	}
 	if len(s.Inputs) > 0 {
 		fmt.Fprintf(&w, "  inputs:  %s\n", inputsText(s.Inputs))
 	}

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -134,9 +137,11 @@ func recordsOf(dir string) map[string]*bundle.Key {
 //	version   the format version made 2
 //	field     an unknown field added
 //	dupsig    root's first signature listed twice
+//	untrusted a valid signature over root's payload by a key root does
+//	          not trust (made here with a new key) added
 func editbundleCmd(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 {
-		ts.Fatalf("usage: editbundle FILE payload|rehash|forge|version|field|dupsig")
+		ts.Fatalf("usage: editbundle FILE payload|rehash|forge|version|field|dupsig|untrusted")
 	}
 	p := ts.MkAbs(args[0])
 	data, err := os.ReadFile(p)
@@ -170,6 +175,17 @@ func editbundleCmd(ts *testscript.TestScript, neg bool, args []string) {
 	case "dupsig":
 		sigs := role["signatures"].([]any)
 		role["signatures"] = append(sigs, sigs[0])
+	case "untrusted":
+		payload, err := base64.StdEncoding.DecodeString(role["payload"].(string))
+		ts.Check(err)
+		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		ts.Check(err)
+		signer, err := roles.NewSigner(priv)
+		ts.Check(err)
+		sig, err := signer.SignPayload(payload)
+		ts.Check(err)
+		sigs, _ := role["signatures"].([]any)
+		role["signatures"] = append(sigs, map[string]any{"keyid": signer.KeyID(), "sig": hex.EncodeToString(sig)})
 	default:
 		ts.Fatalf("editbundle: unknown edit %q", args[1])
 	}
