@@ -154,6 +154,7 @@ verified again when the file is read. No private key material is exported.`,
 var bundleCommands = map[string]bool{
 	"rootkeeper init": true, "rootkeeper targets add": true, "rootkeeper targets remove": true, "rootkeeper publish": true,
 	"rootkeeper delegate add": true, "rootkeeper delegate remove": true, "rootkeeper rotate": true, "rootkeeper revoke": true,
+	"rootkeeper resign": true,
 }
 
 func (a *app) addBundleFlags(root *cobra.Command) {
