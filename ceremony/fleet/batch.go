@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/rootkeeper/rootkeeper/ceremony"
 	"io"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rootkeeper/rootkeeper/ceremony"
 	"github.com/rootkeeper/rootkeeper/hsm"
 )
 

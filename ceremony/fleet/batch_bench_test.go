@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"github.com/rootkeeper/rootkeeper/ceremony"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/miekg/pkcs11"
 
+	"github.com/rootkeeper/rootkeeper/ceremony"
 	"github.com/rootkeeper/rootkeeper/softhsm-test/softhsm"
 )
 

@@ -3,12 +3,13 @@ package fleet
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"github.com/rootkeeper/rootkeeper/ceremony"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/rootkeeper/rootkeeper/ceremony"
 )
 
 // The calendar of offline ceremonies: when officers must sit to re-sign

@@ -5,11 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"github.com/rootkeeper/rootkeeper/ceremony"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/rootkeeper/rootkeeper/ceremony"
 )
 
 // The calendar as an iCalendar file (RFC 5545) officers import.

@@ -2,13 +2,14 @@ package fleet
 
 import (
 	"bytes"
-	"github.com/rootkeeper/rootkeeper/ceremony"
 	"io"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/rootkeeper/rootkeeper/ceremony"
 )
 
 // Prometheus metrics for node_exporter's textfile collector, written in
