@@ -284,3 +284,56 @@ func TestPayloadIsCanonicalSigned(t *testing.T) {
 		t.Error("payload not stored as base64")
 	}
 }
+
+// A bootstrap bundle: no previous metadata, its identity the hash of its
+// root v1's payload, root v1 signed by its own threshold; each part of
+// that checked on read.
+func TestBootstrapBundle(t *testing.T) {
+	keys := []*roles.Signer{newSigner(t), newSigner(t), newSigner(t)}
+	online := newSigner(t)
+	now := time.Now()
+	var rootKeys []*metadata.Key
+	for _, s := range keys {
+		rootKeys = append(rootKeys, s.Key())
+	}
+	one := roles.RoleKeys{Keys: []*metadata.Key{online.Key()}, Threshold: 1}
+	r, err := roles.New(roles.Bootstrap{Root: roles.RoleKeys{Keys: rootKeys, Threshold: 2}, Targets: one, Snapshot: one, Timestamp: one,
+		Expires: map[string]time.Time{"root": now.Add(365 * day), "targets": now.Add(90 * day), "snapshot": now.Add(30 * day), "timestamp": now.Add(day)}})
+	must(t, err)
+	must(t, roles.Sign(r.Targets, online))
+	b, err := Build(nil, Input{Operation: "init", Now: now, Roles: []NewRole{
+		{Role: "root", Signed: r.Root().Signed, Version: 1},
+		{Role: "targets", Signed: r.Targets.Signed, Version: 1, Signatures: r.Targets.Signatures}}})
+	must(t, err)
+	if !b.Repository.Bootstrap || len(b.Previous) != 0 || b.Repository.FirstRoot != b.Roles[0].PayloadSHA256 {
+		t.Fatalf("bootstrap bundle: %+v", b.Repository)
+	}
+	c, err := Check("b", b)
+	must(t, err)
+	if c.Complete() || c.Roles[0].Reqs[0].Threshold != 2 || len(c.Roles[0].Reqs) != 1 || !c.Roles[1].Complete() {
+		t.Fatalf("root v1 needs its own 2 of 3 only, targets is signed: %+v %+v", c.Roles[0].Reqs, c.Roles[1].Reqs)
+	}
+	for _, s := range keys[:2] {
+		sig, err := s.SignPayload(c.Roles[0].Payload)
+		must(t, err)
+		must(t, c.AddSignature(c.Roles[0], s.KeyID(), sig))
+	}
+	if !c.Complete() {
+		t.Fatal("two of root v1's keys did not complete it")
+	}
+	data, err := b.Marshal()
+	must(t, err)
+	for name, edit := range map[string]func(b *Bundle){
+		"is not the repository it makes": func(b *Bundle) { b.Repository.FirstRoot = strings.Repeat("0", 64) },
+		"but carries previous metadata":  func(b *Bundle) { b.PlannedOn = map[string]string{"metadata/1.root.json": strings.Repeat("0", 64)} },
+		"but carries no root v1":         func(b *Bundle) { b.Roles = b.Roles[1:] },
+		"is targets v1, not targets v2":  func(b *Bundle) { b.Roles[1].Version = 2 },
+	} {
+		cp, err := Parse("b", data)
+		must(t, err)
+		edit(cp)
+		if _, err := Check("b", cp); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+}
