@@ -127,7 +127,7 @@ const hintRemake = "make the change again with --out and have it signed again"
 
 // checkRecords checks the key records a bootstrap writes as the plan's
 // keys were checked when it was read: each record's key id recomputed
-// from its public key, a key root v1 trusts, its evidence against the
+// from its public key, a key a role of the new repository trusts, its evidence against the
 // policy's require (a YubiKey attestation verified again).
 func checkRecords(c *Change, bs backendSource) error {
 	for _, f := range c.Extra {
@@ -139,8 +139,8 @@ func checkRecords(c *Change, bs backendSource) error {
 		if err != nil {
 			return err
 		}
-		if _, ok := c.Repo.Root().Signed.Keys[rec.KeyID]; !ok {
-			return &ExportError{File: e.file, Detail: "names a key root v1 does not list"}
+		if _, ok := c.Repo.Key(rec.KeyID); !ok {
+			return &ExportError{File: e.file, Detail: "names a key no role of the new repository trusts"}
 		}
 		role := ""
 		if contains(rec.Roles, RoleRoot) {

@@ -448,7 +448,11 @@ func flipExpiry(t *testing.T, role map[string]any, rehash bool) {
 		t.Fatal(err)
 	}
 	i := bytes.Index(payload, []byte(`"expires":"`)) + len(`"expires":"`) + 18
-	payload[i] = "10"[map[bool]int{true: 1, false: 0}[payload[i] == '0']]
+	if payload[i] == '0' {
+		payload[i] = '1'
+	} else {
+		payload[i] = '0'
+	}
 	role["payload"] = base64.StdEncoding.EncodeToString(payload)
 	if rehash {
 		sum := sha256.Sum256(payload)
