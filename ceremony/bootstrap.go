@@ -91,7 +91,7 @@ func (s *Session) checkInitDir(dir string) error {
 		return &IOError{Op: "read", Path: dir, Err: err}
 	}
 	for _, e := range entries {
-		if e.Name() != LockFile && !leftoverTargetsDir(dir, e) {
+		if e.Name() != LockFile && !leftoverTargetsDir(dir, e) && !pendingBootstrap(dir, e) {
 			return &RepoError{Dir: dir, Detail: fmt.Sprintf("is not empty (it has %s)", e.Name()),
 				HintText: "init writes only into a new or empty directory; choose another --repo"}
 		}
@@ -136,19 +136,37 @@ func (s *Session) openPlanKeys(ctx context.Context, plan *Plan, dir string) (*pl
 	return pk, nil
 }
 
+// openPlanKey opens one key of the plan and checks its evidence: a
+// device key (uri), or a key export (file:PATH), whose evidence is checked
+// without the device (CheckExportedKey: the key id recomputed, a YubiKey
+// attestation verified again against the roots).
+func (s *Session) openPlanKey(ctx context.Context, plan *Plan, uri, role string) (*Key, error) {
+	e, ok := plan.Exported(uri)
+	if !ok {
+		k, err := s.Open(ctx, uri)
+		if err != nil {
+			return nil, err
+		}
+		return k, s.checkEvidence(k, role, requireOf(plan))
+	}
+	bs, _ := s.Keys.(backendSource)
+	if err := CheckExportedKey(e.file, e, role, requireOf(plan), bs); err != nil {
+		return nil, err
+	}
+	s.progress("read exported key %s (%s) from %s", short(e.KeyID), e.URI, e.file)
+	return openExported(e)
+}
+
 func (s *Session) openRoleKeys(ctx context.Context, pk *planKeys, plan *Plan, dir, role string, uris, pinned []string, threshold int) error {
 	rk := roles.RoleKeys{Threshold: threshold}
 	seen := map[string]string{}
 	for i, uri := range uris {
-		k, err := s.Open(ctx, uri)
+		k, err := s.openPlanKey(ctx, plan, uri, role)
 		if err != nil {
 			return err
 		}
 		if i < len(pinned) && pinned[i] != k.ID() {
 			return &MismatchError{URI: uri, KeyID: k.ID(), Role: "the plan (" + role + ")", Trusted: []string{pinned[i]}}
-		}
-		if err := s.checkEvidence(k, role, requireOf(plan)); err != nil {
-			return err
 		}
 		if rp := plan.Role(role); rp != nil {
 			if err := checkKeyPolicy(k, role, rp.KeyPolicy); err != nil {
@@ -185,7 +203,7 @@ func planInit(plan *Plan, dir string, initial *Initial, pk *planKeys, now time.T
 	if c.Extra, err = initial.apply(repo, plan.Consistent()); err != nil {
 		return nil, err
 	}
-	root, err := c.rootStep(nil, plan.Roles.Root.Keys)
+	root, err := c.rootStep(nil, deviceURIs(plan.Roles.Root.Keys))
 	if err != nil {
 		return nil, err
 	}
@@ -202,6 +220,7 @@ func planInit(plan *Plan, dir string, initial *Initial, pk *planKeys, now time.T
 	for _, st := range c.Steps[len(c.Steps)-2:] {
 		st.Follow = nil // roles.New made snapshot and timestamp from the unsigned roles: their bytes do not change
 	}
+	c.skipExported(plan)
 	for _, id := range pk.order {
 		rec, err := keyRecord(pk.opened[id], pk.keyRoles[id], now)
 		if err != nil {
@@ -247,16 +266,55 @@ func initPolicy(plan *Plan) *Policy {
 	pol := &Policy{Version: 1, Repository: plan.Repository, ConsistentSnapshot: plan.Consistent(), Require: requireOf(plan), Roles: map[string]RolePolicy{}}
 	for _, name := range TopLevelRoles {
 		rp := plan.Role(name)
-		pol.Roles[name] = RolePolicy{Expires: rp.Expires, Window: rp.Window, Keys: rp.Keys, KeyPolicy: rp.KeyPolicy}
+		pol.Roles[name] = RolePolicy{Expires: rp.Expires, Window: rp.Window, Keys: plan.policyKeys(rp.Keys), KeyPolicy: rp.KeyPolicy}
 	}
 	for _, d := range plan.Delegations {
 		exp := d.Expires
 		if exp == 0 {
 			exp = plan.Roles.Targets.Expires
 		}
-		pol.Roles[d.Name] = RolePolicy{Expires: exp, Window: d.Window, Keys: d.Keys}
+		pol.Roles[d.Name] = RolePolicy{Expires: exp, Window: d.Window, Keys: plan.policyKeys(d.Keys)}
 	}
 	return pol
+}
+
+// policyKeys are a plan role's keys as rootkeeper.yaml lists them: a key
+// export by the URI of the key on its officer's machine.
+func (p *Plan) policyKeys(keys []string) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k
+		if e, ok := p.Exported(k); ok {
+			out[i] = e.URI
+		}
+	}
+	return out
+}
+
+// deviceURIs are the entries of keys that name a device, not a key export.
+func deviceURIs(keys []string) []string {
+	var out []string
+	for _, k := range keys {
+		if !strings.HasPrefix(k, ExportPrefix) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// skipExported keeps the devices of exported keys out of what the local
+// source tries: they are on the officers' machines, and sign through the
+// bundle.
+func (c *Change) skipExported(plan *Plan) {
+	remote := map[string]bool{}
+	for _, e := range plan.exported {
+		remote[objectOf(e.URI)] = true
+	}
+	for _, st := range c.Steps {
+		for i := range st.Needs {
+			st.Needs[i].URIs = slices.DeleteFunc(st.Needs[i].URIs, func(u string) bool { return remote[objectOf(u)] })
+		}
+	}
 }
 
 // makeRepoDir makes dir and its missing parents, and returns the
@@ -340,6 +398,9 @@ func bootstrapSummary(plan *Plan, dir string, now time.Time, b roles.Bootstrap, 
 			ok := opened[id]
 			alg, _ := hsm.AlgorithmOf(ok.HW.Public())
 			fmt.Fprintf(&w, "    %s  %-10s %s\n      %s\n", short(id), alg, objectOf(ok.URI), ok.Evidence.Summary())
+			if ok.Export != "" {
+				fmt.Fprintf(&w, "      exported key (%s): signs on its officer's machine, through the signing bundle\n", filepath.Base(ok.Export))
+			}
 		}
 	}
 	line(RoleRoot, b.Root, b.Expires[RoleRoot])
@@ -359,6 +420,25 @@ func requireOf(p *Plan) string {
 		return RequireHardwareBorn
 	}
 	return p.Require
+}
+
+// pendingBootstrap reports whether e is the transcript of a bootstrap
+// whose signing bundle is out (init --out): it records bundles and
+// nothing else, and init (or apply) continues it.
+func pendingBootstrap(dir string, e fs.DirEntry) bool {
+	if e.Name() != TranscriptFile || !e.Type().IsRegular() {
+		return false
+	}
+	_, entries, err := readTranscript(dir, time.Time{})
+	if err != nil || len(entries) == 0 {
+		return false
+	}
+	for _, en := range entries {
+		if en.Operation != OpBundle {
+			return false
+		}
+	}
+	return true
 }
 
 // leftoverTargetsDir reports whether e is the empty targets/ directory an

@@ -47,7 +47,8 @@ type Change struct {
 	// the Tally instead of a *ThresholdError (a signing bundle).
 	Partial bool
 
-	progress func(string) // nil: the session's
+	bundle   *appliedBundle // the signing bundle this change applies, if any (bundleapply.go)
+	progress func(string)   // nil: the session's
 }
 
 // Summary is what the officer is shown before signing.

@@ -43,6 +43,9 @@ type Session struct {
 	Now func() time.Time
 	// Yes skips the confirmation (for scripts; the summary is still shown).
 	Yes bool
+	// Bundle, when set, makes a change go into a signing bundle instead
+	// of the repository (--out; bundlemake.go).
+	Bundle *BundleOut
 
 	keys map[string]*Key
 }
@@ -67,6 +70,9 @@ type Key struct {
 	HW       hsm.Signer
 	TUF      *roles.Signer
 	Evidence *hsm.Evidence
+	// Export is the key export file the key was read from (a plan's
+	// file:PATH): it has no device here and signs through a bundle.
+	Export string
 }
 
 // ID is the key's TUF key id.
@@ -329,6 +335,8 @@ type Result struct {
 	Expires   map[string]string `json:"expires"`
 	Written   []string          `json:"written"`
 	Details   map[string]any    `json:"details,omitempty"`
+	// Bundle is the signing bundle written instead of the repository (--out).
+	Bundle *BundleResult `json:"bundle,omitempty"`
 	// Warnings: what recovery did first, an orphan file replaced, or a
 	// failure after the change became visible (the change is done; the
 	// next run completes its journal).
@@ -356,7 +364,7 @@ func (s *Session) commit(c *Change) (*Result, error) {
 	for _, p := range c.Remove {
 		write = append(write, File{Path: p, Remove: true})
 	}
-	entry, err := appendTranscript(c.Dir, c.At, c.Op, c.Details, write) // records the removals too
+	entry, err := appendTranscript(c.Dir, c.At, c.Op, c.Details, write, c.entryOptions()...) // records the removals too
 	if err != nil {
 		return nil, err
 	}

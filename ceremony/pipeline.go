@@ -61,6 +61,9 @@ func (s *Session) change(ctx context.Context, dir string, plan func(*state) (*Ch
 // (Sign), and commit runs the preflight and writes it through the
 // journal.
 func (s *Session) run(ctx context.Context, c *Change) (*Result, error) {
+	if s.Bundle != nil {
+		return s.makeBundle(ctx, c) // bundlemake.go
+	}
 	if c.Summary.Text != "" {
 		if err := s.confirm(c.Summary.Text); err != nil {
 			return nil, err

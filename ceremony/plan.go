@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -60,6 +61,56 @@ type Plan struct {
 	// Digest is "sha256:HEX" of the plan file's bytes (ParsePlan), recorded
 	// in the transcript's init entry as plan_sha256.
 	Digest string `yaml:"-"`
+
+	// exported are the keys the plan names by export file (file:PATH),
+	// read and checked by themselves by LoadPlan; by the plan's entry.
+	exported map[string]*ExportedKey
+}
+
+// ExportPrefix starts a plan's key entry that names a key by the file
+// rootkeeper key export wrote (file:PATH, relative to the plan's
+// directory): a key on another machine, which signs through a signing
+// bundle (remote bootstrap, init --out).
+const ExportPrefix = "file:"
+
+// Exported returns the exported key a plan entry names (file:PATH), if it
+// is one.
+func (p *Plan) Exported(entry string) (*ExportedKey, bool) {
+	e, ok := p.exported[entry]
+	return e, ok
+}
+
+// readExports reads every key export file the plan names, relative to
+// dir: each parsed strictly and its key id recomputed (ReadExportedKey);
+// a problem is reported with the entry's field path.
+func (p *Plan) readExports(dir string) []string {
+	var probs []string
+	p.exported = map[string]*ExportedKey{}
+	read := func(path string, keys []string) {
+		for i, k := range keys {
+			name, ok := strings.CutPrefix(k, ExportPrefix)
+			if !ok || name == "" {
+				continue
+			}
+			if !filepath.IsAbs(name) {
+				name = filepath.Join(dir, name)
+			}
+			e, err := ReadExportedKey(name)
+			if err != nil {
+				probs = append(probs, fmt.Sprintf("%s.keys[%d]: %v", path, i, err))
+				continue
+			}
+			e.file = name
+			p.exported[k] = e
+		}
+	}
+	for _, name := range []string{RoleRoot, RoleTargets} {
+		read("roles."+name, p.Role(name).Keys)
+	}
+	for i, d := range p.Delegations {
+		read(fmt.Sprintf("delegations[%d]", i), d.Keys)
+	}
+	return probs
 }
 
 // RolePlan is one role: its keys, threshold and lifetime.
@@ -133,7 +184,14 @@ func LoadPlan(path string) (*Plan, error) {
 	if err != nil {
 		return nil, &PlanError{File: path, Problems: []string{err.Error()}}
 	}
-	return ParsePlan(path, data)
+	p, err := ParsePlan(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if probs := p.readExports(filepath.Dir(path)); len(probs) > 0 {
+		return nil, &PlanError{File: path, Problems: probs}
+	}
+	return p, nil
 }
 
 var (
@@ -206,7 +264,7 @@ func (p *Plan) Validate() []string {
 	}
 	for _, name := range TopLevelRoles {
 		r := p.Role(name)
-		validateRole("roles."+name, r.Threshold, r.Keys, r.KeyIDs, add)
+		validateRole("roles."+name, r.Threshold, r.Keys, r.KeyIDs, name != RoleSnapshot && name != RoleTimestamp, add)
 		validateLifetime("roles."+name, name, r.Expires, r.Window, add)
 		validateKeyPolicy("roles."+name, r.KeyPolicy, add)
 	}
@@ -238,7 +296,7 @@ func (p *Plan) Validate() []string {
 		if exp == 0 {
 			exp = p.Roles.Targets.Expires
 		}
-		validateRole(path, d.Threshold, d.Keys, d.KeyIDs, add)
+		validateRole(path, d.Threshold, d.Keys, d.KeyIDs, true, add)
 		validateLifetime(path, d.Name, exp, d.Window, add)
 		if len(d.Paths) == 0 {
 			add(path+".paths", "at least one path pattern is needed (e.g. \"releases/*\")")
@@ -254,7 +312,10 @@ func (p *Plan) Validate() []string {
 
 var keyIDPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
-func validateRole(path string, threshold int, keys, keyids []string, add func(string, string, ...any)) {
+// validateRole checks a role's keys and threshold; files allows keys
+// named by their export file (file:PATH; not for snapshot and timestamp,
+// whose keys are the custodian's online keys and sign at apply).
+func validateRole(path string, threshold int, keys, keyids []string, files bool, add func(string, string, ...any)) {
 	if len(keyids) > 0 && len(keyids) != len(keys) {
 		add(path+".keyids", "lists %d key ids but keys lists %d keys: give one key id per key, in the same order", len(keyids), len(keys))
 	}
@@ -272,7 +333,14 @@ func validateRole(path string, threshold int, keys, keyids []string, add func(st
 	case threshold > len(keys) && len(keys) > 0:
 		add(path+".threshold", "%d is more than the %d keys listed", threshold, len(keys))
 	}
-	validateKeyURIs(path, keys, add) // policy.go
+	if !files {
+		for i, k := range keys {
+			if strings.HasPrefix(k, ExportPrefix) {
+				add(fmt.Sprintf("%s.keys[%d]", path, i), "%q: snapshot and timestamp keys are the custodian's online keys, named by URI (an exported key signs only through a signing bundle, and these roles are signed at apply)", k)
+			}
+		}
+	}
+	validateKeyURIs(path, keys, files, add) // policy.go
 }
 
 // LifetimeBounds returns the shortest and longest lifetime (expires) a

@@ -167,17 +167,26 @@ func (p *Policy) Validate() []string {
 		}
 		validateLifetime(path, name, rp.Expires, rp.Window, add) // plan.go
 		validateKeyPolicy(path, rp.KeyPolicy, add)               // attest.go
-		validateKeyURIs(path, rp.Keys, add)
+		validateKeyURIs(path, rp.Keys, false, add)
 	}
 	return probs
 }
 
 // validateKeyURIs checks the key URIs of one role: hardware URIs that
 // parse, each key once.
-func validateKeyURIs(path string, keys []string, add func(string, string, ...any)) {
+func validateKeyURIs(path string, keys []string, files bool, add func(string, string, ...any)) {
 	seen := map[string]int{}
 	for i, k := range keys {
 		kp := fmt.Sprintf("%s.keys[%d]", path, i)
+		if name, ok := strings.CutPrefix(k, ExportPrefix); ok && files {
+			if name == "" {
+				add(kp, "%q names no file (file:PATH, the file rootkeeper key export wrote)", k)
+			} else if j, dup := seen[k]; dup {
+				add(kp, "the same key as %s.keys[%d]", path, j)
+			}
+			seen[k] = i
+			continue
+		}
 		if scheme, _, _ := strings.Cut(k, ":"); scheme != "pkcs11" && scheme != "yubikey" {
 			add(kp, "%q is not a hardware key URI (use pkcs11: or yubikey:; rootkeeper has no file-based keys)", hsm.Redact(k))
 			continue

@@ -84,7 +84,7 @@ func planRotate(st *state, opts RotateOptions, p *rotatePlan, added []*Key, know
 	rp.Keys = dropURIs(rp.Keys, p.removed, known)
 	for _, k := range added {
 		rp.Keys = append(rp.Keys, k.URI)
-		if role == RoleRoot {
+		if role == RoleRoot && k.Export == "" { // an exported key is not here: it signs through the bundle
 			rootURIs = append(rootURIs, k.URI)
 		}
 	}
@@ -146,7 +146,7 @@ func checkRotateOptions(dir string, opts RotateOptions) error {
 	if opts.Threshold < 0 {
 		return &RepoError{Detail: fmt.Sprintf("--threshold %d: a threshold is at least 1", opts.Threshold)}
 	}
-	if err := checkURIs(opts.Add...); err != nil {
+	if err := checkURIs(deviceURIs(opts.Add)...); err != nil { // a key export (file:PATH) is read when the keys are opened
 		return err
 	}
 	for _, r := range opts.Remove {
@@ -330,11 +330,8 @@ func (s *Session) openNewKeys(ctx context.Context, dir string, pol *Policy, role
 	var out []*Key
 	seen := map[string]string{}
 	for _, uri := range uris {
-		k, err := s.Open(ctx, uri)
+		k, err := s.openAdded(ctx, uri, role, require)
 		if err != nil {
-			return nil, err
-		}
-		if err := s.checkEvidence(k, role, require); err != nil {
 			return nil, err
 		}
 		if err := checkKeyPolicy(k, role, pol.Roles[policyRole(pol, role)].KeyPolicy); err != nil {
@@ -351,6 +348,32 @@ func (s *Session) openNewKeys(ctx context.Context, dir string, pol *Policy, role
 		out = append(out, k)
 	}
 	return out, nil
+}
+
+// openAdded opens a key being added and checks its evidence: a device
+// (uri), or a key export (file:PATH, relative to the working directory)
+// whose evidence is checked without the device; an exported key signs
+// through a signing bundle (--out).
+func (s *Session) openAdded(ctx context.Context, uri, role, require string) (*Key, error) {
+	path, ok := strings.CutPrefix(uri, ExportPrefix)
+	if !ok {
+		k, err := s.Open(ctx, uri)
+		if err != nil {
+			return nil, err
+		}
+		return k, s.checkEvidence(k, role, require)
+	}
+	e, err := ReadExportedKey(path)
+	if err != nil {
+		return nil, err
+	}
+	e.file = path
+	bs, _ := s.Keys.(backendSource)
+	if err := CheckExportedKey(path, e, role, require, bs); err != nil {
+		return nil, err
+	}
+	s.progress("read exported key %s (%s) from %s", short(e.KeyID), e.URI, path)
+	return openExported(e)
 }
 
 // dropURIs removes from uris those whose key (known: by key record or by

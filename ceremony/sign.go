@@ -238,7 +238,10 @@ func (s *Session) signOne(ctx context.Context, c *Change, st *Step, name string,
 	}
 	req := &SignRequest{Change: c, Step: st, Role: name, Payload: payload, Quiet: quiet,
 		signed: map[string]bool{}, fps: map[string]bool{}, session: s}
-	for _, sig := range c.Repo.Signatures(name) { // signatures already made (a bundle, an earlier pass)
+	// Signatures already made (a bundle, an earlier pass), from a copy:
+	// attach rewrites the role's list (Repo.Attach), which would make a
+	// loop over the list itself skip the signature after each one.
+	for _, sig := range slices.Clone(c.Repo.Signatures(name)) {
 		if req.key(sig.KeyID) != nil && roles.VerifySignature(req.key(sig.KeyID), payload, sig.Signature) == nil {
 			if err := req.attach(sig.KeyID, sig.Signature); err != nil {
 				return nil, err

@@ -263,3 +263,42 @@ func sorted(s []string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// Signatures already on a role (brought by a bundle, an earlier pass) all
+// count: attaching one rewrites the role's signature list, which must not
+// make the loop over it skip the next one.
+func TestSignKeepsEverySignatureAlreadyMade(t *testing.T) {
+	m := newMemRepo(t)
+	payload, err := m.repo.Payload(RoleTargets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		signer, _ := roles.NewSigner(m.ks.keys[m.obj(RoleTargets, i)])
+		sig, err := signer.SignPayload(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.repo.Targets.Signatures = append(m.repo.Targets.Signatures, metadata.Signature{KeyID: m.ids[RoleTargets][i], Signature: sig})
+	}
+	for i := 0; i < 3; i++ {
+		m.ks.absent[m.obj(RoleTargets, i)] = true // only the signatures already made can count
+	}
+	c := &Change{Op: "test", Repo: m.repo, Policy: m.pol, At: time.Now().UTC(), Partial: true}
+	st, err := c.roleStep(RoleTargets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Steps = []*Step{st}
+	tally, err := m.s.Sign(context.Background(), c, m.s.Local())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := tally.Roles[0]
+	if !slices.Equal(rt.Signed, sorted(m.ids[RoleTargets])) || rt.Needs[0].Have != 3 {
+		t.Fatalf("signed by %v (have %d), want all three keys that signed before", rt.Signed, rt.Needs[0].Have)
+	}
+	if n := len(m.repo.Targets.Signatures); n != 3 {
+		t.Fatalf("targets carries %d signatures, want 3", n)
+	}
+}

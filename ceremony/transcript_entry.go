@@ -107,14 +107,19 @@ func recordSigned(dir string, e *Entry, written []File, opts ...entryOption) err
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
-		if info.Anchor == nil || *info.Anchor != *e.Anchor {
+		role := roleOfPath(p, info.Type)
+		fromBundle := in.bundle != nil && in.bundle.roles[role] && info.Anchor != nil && *info.Anchor == in.bundle.planned
+		if !fromBundle && (info.Anchor == nil || *info.Anchor != *e.Anchor) {
 			return &RepoError{Dir: dir, Detail: fmt.Sprintf("%s carries %s, not the transcript head it was made on (%s): a version without its anchor is never written; nothing was written", p, info.Anchor, e.Anchor),
 				HintText: "this is a bug in rootkeeper: report it with the command you ran"}
 		}
-		rec := SignedRecord{Path: p, Role: roleOfPath(p, info.Type), Version: info.Version, Payload: info.Payload, Signatures: []SignatureRecord{}}
+		rec := SignedRecord{Path: p, Role: role, Version: info.Version, Payload: info.Payload, Signatures: []SignatureRecord{}}
 		for _, id := range info.KeyIDs {
 			sig := keys.record(id)
 			sig.Via = in.via[p+" "+id]
+			if fromBundle {
+				sig.Via = "bundle:" + in.bundle.id
+			}
 			rec.Signatures = append(rec.Signatures, sig)
 		}
 		e.Signed = append(e.Signed, rec)
@@ -124,7 +129,19 @@ func recordSigned(dir string, e *Entry, written []File, opts ...entryOption) err
 
 // entryInputs is what a change tells the transcript besides its files.
 type entryInputs struct {
-	via map[string]string // "PATH KEYID" → how that signature came (SignatureRecord.Via)
+	via    map[string]string // "PATH KEYID" → how that signature came (SignatureRecord.Via)
+	bundle *appliedBundle    // the signing bundle the change applies: its roles carry the anchor it was made on
+}
+
+// entryOptions are what the change tells its transcript entry besides
+// its files: the bundle it applies (its roles were signed on the head
+// before the bundle's own entry, and their signatures came through it).
+func (c *Change) entryOptions() []entryOption {
+	if c.bundle == nil {
+		return nil
+	}
+	ab := c.bundle
+	return []entryOption{func(in *entryInputs) { in.bundle = ab }}
 }
 
 // entryOption adds an input to appendTranscript.

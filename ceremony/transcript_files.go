@@ -38,7 +38,7 @@ func (c *transcriptCheck) checkAnchors() {
 				p, a.Seq, short(strings.TrimPrefix(a.Head, "sha256:")), a.Seq, short(c.hashes[a.Seq-1])), Hint: anchorHint})
 		case a.Seq == n:
 			c.problem(TranscriptProblem{anchor: a, Check: "anchor", Seq: n, Path: p, Detail: fmt.Sprintf("%s was signed on entry %d, the last one, so entry %d wrote it, but there is no entry %d: the last entry was removed", p, n, n+1, n+1), Hint: anchorHint})
-		case w > 0 && w != a.Seq+1:
+		case w > 0 && w != a.Seq+1 && !c.appliedOn(w, a):
 			c.problem(TranscriptProblem{anchor: a, Check: "anchor", Seq: w, Path: p, Detail: fmt.Sprintf("%s was signed on entry %d, so entry %d wrote it, but the transcript says entry %d did: entries were moved or inserted", p, a.Seq, a.Seq+1, w), Hint: anchorHint})
 		case w > 0 && c.entries[w-1].Schema == 0:
 			c.problem(TranscriptProblem{anchor: a, Check: "anchor", Seq: w, Path: p, Detail: fmt.Sprintf("%s carries an anchor, but entry %d, which wrote it, is in the old format: the entry was rewritten", p, w), Hint: anchorHint})
@@ -52,6 +52,19 @@ func (c *transcriptCheck) checkAnchors() {
 	found := c.problems[start:]
 	sort.SliceStable(found, func(i, j int) bool { return anchorSeq(found[i]) < anchorSeq(found[j]) })
 	c.coverage(highest)
+}
+
+// appliedOn reports whether entry w applied a signing bundle made at
+// entry a.Seq+1: the bundle's roles were signed on the head before the
+// bundle's own entry, and written when it was applied (bundle_seq).
+func (c *transcriptCheck) appliedOn(w int, a *roles.Anchor) bool {
+	made := a.Seq + 1
+	if made >= w || made < 1 {
+		return false
+	}
+	seq, ok := c.entries[w-1].Details["bundle_seq"].(float64)
+	return ok && int(seq) == made && c.entries[made-1].Operation == OpBundle &&
+		c.entries[made-1].Details["bundle"] == c.entries[w-1].Details["bundle"]
 }
 
 // coverage records how far the anchors reach: entries up to the highest

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/secure-systems-lab/go-securesystemslib/cjson"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -172,4 +173,33 @@ func (r *Repo) Loaded() map[string]string {
 		out[p] = hex.EncodeToString(sum[:])
 	}
 	return out
+}
+
+// Assemble is a new repository made elsewhere (a bootstrap through a
+// signing bundle): version 1 of root, targets and the delegated roles as
+// given, unsigned, and snapshot and timestamp v1 made for them, unsigned
+// (UpdateSnapshot and UpdateTimestamp then set them in place).
+func Assemble(root metadata.RootType, targets metadata.TargetsType, delegated map[string]metadata.TargetsType, snapshotExpires, timestampExpires time.Time) (*Repo, error) {
+	if root.Version != 1 || targets.Version != 1 {
+		return nil, fmt.Errorf("a new repository starts at version 1 (root v%d, targets v%d)", root.Version, targets.Version)
+	}
+	r := &Repo{
+		Roots:     []*metadata.Metadata[metadata.RootType]{{Signed: root, Signatures: []metadata.Signature{}}},
+		Targets:   &metadata.Metadata[metadata.TargetsType]{Signed: targets, Signatures: []metadata.Signature{}},
+		Delegated: map[string]*metadata.Metadata[metadata.TargetsType]{},
+		raw:       map[string]rawFile{},
+	}
+	meta := map[string]*metadata.MetaFiles{"targets.json": {Version: 1}}
+	for name, d := range delegated {
+		if d.Version != 1 {
+			return nil, fmt.Errorf("a new repository starts at version 1 (%s v%d)", name, d.Version)
+		}
+		r.Delegated[name] = &metadata.Metadata[metadata.TargetsType]{Signed: d, Signatures: []metadata.Signature{}}
+		meta[name+".json"] = &metadata.MetaFiles{Version: 1}
+	}
+	r.Snapshot = &metadata.Metadata[metadata.SnapshotType]{Signed: metadata.SnapshotType{Type: metadata.SNAPSHOT, SpecVersion: metadata.SPECIFICATION_VERSION,
+		Version: 1, Expires: normTime(snapshotExpires), Meta: meta}, Signatures: []metadata.Signature{}}
+	r.Timestamp = &metadata.Metadata[metadata.TimestampType]{Signed: metadata.TimestampType{Type: metadata.TIMESTAMP, SpecVersion: metadata.SPECIFICATION_VERSION,
+		Version: 1, Expires: normTime(timestampExpires), Meta: map[string]*metadata.MetaFiles{"snapshot.json": {Version: 1}}}, Signatures: []metadata.Signature{}}
+	return r, r.check()
 }

@@ -15,7 +15,7 @@ func (a *app) keyCommand() *cobra.Command {
 		Use:   "key",
 		Short: "Generate, show and list keys inside hardware",
 	})
-	cmd.AddCommand(a.keyGenerateCommand(), a.keyShowCommand(), a.keyListCommand())
+	cmd.AddCommand(a.keyGenerateCommand(), a.keyShowCommand(), a.keyListCommand(), a.keyExportCommand()) // bundle.go
 	return cmd
 }
 

@@ -85,6 +85,10 @@ type app struct {
 	rootsFile string
 	roots     *x509.CertPool
 	rootsName string
+
+	// --out and --bundle-expires of the change commands (bundle.go).
+	bundleOut, bundleExpires string
+	bundleLifetime           time.Duration
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -153,6 +157,9 @@ variable, or a prompt on the terminal — never from the command line.`,
 	root.PersistentFlags().StringVar(&a.rootsFile, "attestation-roots", "", "trust these PEM root certificates for YubiKey attestations instead of Yubico's (test devices, an own CA); the choice is recorded")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
 		a.ui.quiet = a.quiet
+		if err := a.parseBundleFlags(); err != nil { // bundle.go
+			return err
+		}
 		if a.rootsFile != "" {
 			var err error
 			if a.roots, a.rootsName, err = yubikey.ReadAttestationRoots(a.rootsFile); err != nil {
@@ -166,10 +173,12 @@ variable, or a prompt on the terminal — never from the command line.`,
 	root.AddCommand(a.rotateCommand(), a.delegateCommand(), a.revokeCommand()) // rotate.go, delegate.go, revoke.go
 	root.AddCommand(a.keyCommand(), a.initCommand(), a.targetsCommand(), a.publishCommand(), a.statusCommand(), a.verifyCommand(),
 		a.resignCommand(), a.calendarCommand(), a.repairCommand()) // repair.go
-	root.AddCommand(a.checkImageCommand(), a.importCommand()) // images.go, notary.go
-	root.AddCommand(a.manCommand())                           // man.go
-	root.AddCommand(a.transcriptCommand(), a.auditCommand())  // transcript.go, audit.go
-	registerCompletions(root)                                 // complete.go
+	root.AddCommand(a.checkImageCommand(), a.importCommand())           // images.go, notary.go
+	root.AddCommand(a.manCommand())                                     // man.go
+	root.AddCommand(a.transcriptCommand(), a.auditCommand())            // transcript.go, audit.go
+	root.AddCommand(a.showCommand(), a.signCommand(), a.applyCommand()) // bundle.go
+	a.addBundleFlags(root)                                              // bundle.go
+	registerCompletions(root)                                           // complete.go
 	return root
 }
 
@@ -177,7 +186,11 @@ variable, or a prompt on the terminal — never from the command line.`,
 // terminal and tell the officer when they wait.
 func (a *app) session() *ceremony.Session {
 	kr := hsm.NewKeyring(a.hsmOptions())
-	return &ceremony.Session{Keys: kr, UI: a.ui, Now: clock}
+	s := &ceremony.Session{Keys: kr, UI: a.ui, Now: clock}
+	if a.bundleOut != "" {
+		s.Bundle = &ceremony.BundleOut{Path: a.bundleOut, Lifetime: a.bundleLifetime}
+	}
+	return s
 }
 
 // hsmOptions are the backends' options: PIN prompt, final-try choice,

@@ -37,6 +37,8 @@ func TestMain(m *testing.M) {
 		"rootkeeper-at": func() { os.Exit(runAt(os.Args[1:])) },
 		// rootkeeper-craft: a properly signed repository another tool made (craft_test.go).
 		"rootkeeper-craft": func() { os.Exit(craftMain(os.Args[1:])) },
+		// rootkeeper-mkbundle: a signing bundle of a root change (mkbundle_test.go).
+		"rootkeeper-mkbundle": func() { os.Exit(mkbundleMain(os.Args[1:])) },
 	})
 }
 
@@ -117,7 +119,8 @@ func TestScripts(t *testing.T) {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: withGoldenCmds(withDCT(t, withPINCmds(map[string]func(ts *testscript.TestScript, neg bool, args []string){ // dct_test.go, golden_test.go
-			"vcard": vcardCmd, // virtual YubiKeys: yubikey_test.go
+			"vcard":      vcardCmd,      // virtual YubiKeys: yubikey_test.go
+			"editbundle": editbundleCmd, // mkbundle_test.go
 			// dropsigs FILE KEEP keeps only the first KEEP signatures of a
 			// metadata file, as a bad mirror or a broken tool would.
 			"dropsigs": func(ts *testscript.TestScript, neg bool, args []string) {

@@ -162,6 +162,10 @@ func (a *app) printResult(res *ceremony.Result, asJSON bool) error {
 	if asJSON {
 		return a.printJSON(res)
 	}
+	if res.Bundle != nil {
+		a.printBundleResult(res) // bundle.go
+		return nil
+	}
 	fmt.Fprintf(a.stdout, "%s: wrote %d files to %s\n", res.Operation, len(res.Written), res.Dir)
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	for _, r := range res.Changed {

@@ -143,6 +143,14 @@ Exit status: 0 done, 3 a due role waits for keys, 4 an expired role waits
 				}
 				opts.Within = d.D()
 			}
+			if a.bundleOut != "" { // bundle.go: a signing bundle of what is due
+				if repos.many() {
+					return usageError{fmt.Errorf("--out is for one repository (--repo)")}
+				}
+				return a.change(false, asJSON, func(s *ceremony.Session) (*ceremony.Result, error) {
+					return s.ResignBundle(cmd.Context(), dirs[0], opts)
+				})
+			}
 			s := a.session()
 			defer s.Close()
 			if !repos.many() {

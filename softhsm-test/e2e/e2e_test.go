@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	if notaryBin != "" { // dct_test.go
 		os.RemoveAll(notaryBin)
 	}
+	if rkBin.path != "" { // remote_test.go
+		os.RemoveAll(filepath.Dir(rkBin.path))
+	}
 	os.Exit(code)
 }
 
