@@ -420,6 +420,28 @@ func remoteRefusals(t *testing.T, r *remoteRig, repo string, cs []clients.Client
 	// The yearly re-signing of root, signed by three officers, applied.
 	r.ok(t, cu, yearly...)
 	updateAll(t, "after the yearly remote re-signing of root", cs, targets, 4)
+	checkRemoteTranscript(t, r, "repo", 4)
+}
+
+// checkRemoteTranscript: after a life of remote ceremonies the transcript
+// verifies, every root version is accounted for, and each root version
+// the officers signed records their signatures as come through a bundle.
+func checkRemoteTranscript(t *testing.T, r *remoteRig, repo string, roots int) {
+	t.Helper()
+	out := r.ok(t, r.custodian, "transcript", "verify", "--repo", repo, "--json")
+	var rep struct {
+		OK bool `json:"ok"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || !rep.OK {
+		t.Fatalf("transcript verify after the remote ceremonies: %v\n%s", err, out)
+	}
+	data := readFile(t, filepath.Join(r.custodian.dir, repo, "transcript.jsonl"))
+	for v := 1; v <= roots; v++ {
+		re := regexp.MustCompile(fmt.Sprintf(`"path":"metadata/%d\.root\.json"[^}]*"signatures":\[\{[^]]*"via":"bundle:`, v))
+		if !re.Match(data) {
+			t.Errorf("the transcript does not record root v%d's signatures as come through a bundle", v)
+		}
+	}
 }
 
 // editCopy writes to as a copy of the bundle name with its first role
