@@ -76,27 +76,67 @@ func Setup(ctx context.Context, opts hsm.Options, so SetupOptions) (*SetupResult
 		return nil, err
 	}
 	res := &SetupResult{Device: *info}
-	name := info.Name()
-	if !info.Metadata {
-		return nil, &hsm.Error{Kind: hsm.ErrUnsupported, Detail: fmt.Sprintf("%s has firmware %s, which cannot say whether its PIN, PUK and management key are the factory defaults", name, info.Firmware),
-			HintText: "rootkeeper never tries default credentials blindly (each wrong try burns a retry): set this device up with ykman piv access, or use a YubiKey with firmware 5.3 or later (5.7 or later for root keys)"}
+	if err := setupRefusal(info, opts); err != nil {
+		return nil, err
 	}
 	if !info.DefaultPIN && !info.DefaultPUK && !info.DefaultManagementKey {
 		return res, nil
 	}
+	if err := confirmSetup(info, so); err != nil {
+		return nil, err
+	}
+	var newPIN []byte
+	if info.DefaultPIN {
+		if so.NewPIN == nil {
+			return nil, &hsm.Error{Kind: hsm.ErrNoPIN, Detail: "no way to read the new PIN"}
+		}
+		if newPIN, err = so.NewPIN(ctx, info); err != nil {
+			return nil, err
+		}
+		defer hsm.Wipe(newPIN)
+		if err := checkNewPIN(newPIN); err != nil {
+			return nil, err
+		}
+	}
+	uri, err := hsm.ParseURI(fmt.Sprintf("yubikey:serial=%d", info.Serial))
+	if err != nil {
+		return nil, err
+	}
+	t := &target{uri: uri, serial: info.Serial}
+	d, err := b.device(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	defer d.mu.Unlock()
+	return res, d.replaceFactory(t.object(), info, newPIN, res)
+}
+
+// setupRefusal refuses, before anything is sent to the device, a device
+// that cannot say whether its credentials are the factory ones, a blocked
+// PIN or PUK, and the last PIN try unless forced.
+func setupRefusal(info *DeviceInfo, opts hsm.Options) error {
+	name := info.Name()
+	if !info.Metadata {
+		return &hsm.Error{Kind: hsm.ErrUnsupported, Detail: fmt.Sprintf("%s has firmware %s, which cannot say whether its PIN, PUK and management key are the factory defaults", name, info.Firmware),
+			HintText: "rootkeeper never tries default credentials blindly (each wrong try burns a retry): set this device up with ykman piv access, or use a YubiKey with firmware 5.3 or later (5.7 or later for root keys)"}
+	}
 	if info.DefaultPIN && info.PINRetries == 0 {
-		return nil, pinError{&hsm.PINError{Device: name, Retries: 0, Locked: true}, info.Serial}
+		return pinError{&hsm.PINError{Device: name, Retries: 0, Locked: true}, info.Serial}
 	}
 	if info.DefaultPIN && info.PINRetries == 1 && !opts.ForceLastPINTry {
-		return nil, &hsm.LastTryError{Device: name}
+		return &hsm.LastTryError{Device: name}
 	}
 	if info.DefaultPUK && info.PUKRetries == 0 {
-		return nil, &hsm.Error{Kind: hsm.ErrPINLocked, Detail: name + ": the PUK is blocked",
+		return &hsm.Error{Kind: hsm.ErrPINLocked, Detail: name + ": the PUK is blocked",
 			HintText: "only a reset (ykman piv reset, which destroys every PIV key) makes this device usable again"}
 	}
+	return nil
+}
 
+// confirmSetup shows the officer what setup will change and asks.
+func confirmSetup(info *DeviceInfo, so SetupOptions) error {
 	var w strings.Builder
-	fmt.Fprintf(&w, "%s (firmware %s%s) in %s still has factory credentials.\n", name, info.Firmware, formFactorSuffix(info.FormFactor), info.Reader)
+	fmt.Fprintf(&w, "%s (firmware %s%s) in %s still has factory credentials.\n", info.Name(), info.Firmware, formFactorSuffix(info.FormFactor), info.Reader)
 	fmt.Fprintf(&w, "rootkeeper will, using the factory values this once:\n")
 	if info.DefaultManagementKey {
 		fmt.Fprintf(&w, "  - replace the management key with a random %s key, stored on the device and protected by the PIN\n", newMgmtAlgName(info.Version))
@@ -111,73 +151,53 @@ func Setup(ctx context.Context, opts hsm.Options, so SetupOptions) (*SetupResult
 		fmt.Fprintf(&w, "warning: firmware %s is affected by YSA-2024-03; use a YubiKey with firmware 5.7 or later for root keys\n", info.Firmware)
 	}
 	if so.Confirm == nil {
-		return nil, &hsm.Error{Kind: hsm.ErrUnsupported, Detail: "setting up a YubiKey needs the officer's confirmation",
+		return &hsm.Error{Kind: hsm.ErrUnsupported, Detail: "setting up a YubiKey needs the officer's confirmation",
 			HintText: "run rootkeeper yubikey setup on a terminal, or pass --yes after reading what it does"}
 	}
 	ok, err := so.Confirm(strings.TrimRight(w.String(), "\n"))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !ok {
-		return nil, &hsm.Error{Kind: hsm.ErrUnsupported, Detail: "cancelled by the officer: the YubiKey was not changed"}
+		return &hsm.Error{Kind: hsm.ErrUnsupported, Detail: "cancelled by the officer: the YubiKey was not changed"}
 	}
+	return nil
+}
 
-	var newPIN []byte
-	if info.DefaultPIN {
-		if so.NewPIN == nil {
-			return nil, &hsm.Error{Kind: hsm.ErrNoPIN, Detail: "no way to read the new PIN"}
-		}
-		if newPIN, err = so.NewPIN(ctx, info); err != nil {
-			return nil, err
-		}
-		defer hsm.Wipe(newPIN)
-		if err := checkNewPIN(newPIN); err != nil {
-			return nil, err
-		}
-	}
-
-	uri, err := hsm.ParseURI(fmt.Sprintf("yubikey:serial=%d", info.Serial))
-	if err != nil {
-		return nil, err
-	}
-	t := &target{uri: uri, serial: info.Serial}
-	d, err := b.device(ctx, t)
-	if err != nil {
-		return nil, err
-	}
-	defer d.mu.Unlock()
-	obj := t.object()
-
+// replaceFactory replaces the factory credentials the device reported
+// (management key, PIN, PUK) and, with a new PIN, reads the stored
+// management key back. res records what changed. d.mu is held.
+func (d *device) replaceFactory(obj string, info *DeviceInfo, newPIN []byte, res *SetupResult) error {
 	if info.DefaultManagementKey {
 		key := make([]byte, 24) // AES-192 from firmware 5.4; piv-go stores only 24-byte keys PIN-protected
 		if _, err := rand.Read(key); err != nil {
-			return nil, err
+			return err
 		}
 		defer hsm.Wipe(key)
 		// Store the new key first (the factory key still authenticates the
 		// write), then switch to it: a failure in between leaves a device
 		// whose factory key still works.
 		if err := d.card.SetMetadata(piv.DefaultManagementKey, &piv.Metadata{ManagementKey: &key}); err != nil {
-			return nil, d.fail(obj, "storing the new management key (PIN-protected)", err)
+			return d.fail(obj, "storing the new management key (PIN-protected)", err)
 		}
 		if err := d.card.SetManagementKey(piv.DefaultManagementKey, key); err != nil {
-			return nil, d.fail(obj, "setting the new management key", err)
+			return d.fail(obj, "setting the new management key", err)
 		}
 		res.ChangedManagementKey = true
 	}
 	if info.DefaultPIN {
 		if err := d.card.SetPIN(piv.DefaultPIN, pinString(newPIN)); err != nil {
-			return res, d.fail(obj, "changing the PIN", err)
+			return d.fail(obj, "changing the PIN", err)
 		}
 		res.ChangedPIN = true
 	}
 	if info.DefaultPUK {
 		puk, err := randomDigits(8)
 		if err != nil {
-			return res, err
+			return err
 		}
 		if err := d.card.SetPUK(piv.DefaultPUK, puk); err != nil {
-			return res, d.fail(obj, "changing the PUK", err)
+			return d.fail(obj, "changing the PUK", err)
 		}
 		res.ChangedPUK, res.PUK = true, puk
 	}
@@ -186,15 +206,15 @@ func Setup(ctx context.Context, opts hsm.Options, so SetupOptions) (*SetupResult
 	if info.DefaultPIN && res.ChangedManagementKey {
 		md, err := d.card.Metadata(pinString(newPIN))
 		if err != nil {
-			return res, d.fail(obj, "reading back the stored management key", err)
+			return d.fail(obj, "reading back the stored management key", err)
 		}
 		if md.ManagementKey == nil {
-			return res, &hsm.Error{Kind: hsm.ErrDevice, URI: obj, Detail: "the management key stored on the device cannot be read back",
+			return &hsm.Error{Kind: hsm.ErrDevice, URI: obj, Detail: "the management key stored on the device cannot be read back",
 				HintText: "reset the device's PIV application (ykman piv reset) and run setup again"}
 		}
 		d.pinOK = true
 	}
-	return res, nil
+	return nil
 }
 
 // checkNewPIN refuses a PIN a YubiKey would refuse, or one that is no
