@@ -113,6 +113,9 @@ run rootkeeper status --repo "$W/repo"
 step "verify, as a TUF client would"
 run rootkeeper verify --repo "$W/repo"
 
+step "the ceremony transcript: every change anchored in the signed metadata"
+run rootkeeper transcript verify --repo "$W/repo"
+
 step "independent TUF clients (go-tuf and tuf-js) over loopback HTTP"
 run tuf-check --repo "$W/repo" "releases/hello.txt=$W/hello.txt"
 
