@@ -569,6 +569,7 @@ func lockAndLoad(dir string, recovered func(*recovery), clock func() time.Time, 
 		return err
 	}
 	defer lock.Unlock(false)
+	defer memoTranscripts(dir)() // the transcript parsed once while the lock is held (transcript_memo.go)
 	if recovered != nil {
 		rec, err := recoverRepo(dir) // journal.go
 		if err != nil {

@@ -44,6 +44,7 @@ const RulePolicy = "policy"
 //
 // Each problem names the role, the rule and the fix.
 func preflight(c *Change, files []roles.File, opts roles.VerifyOptions) (*roles.Report, error) {
+	opts.Cache = c.Repo.Cache() // the change's: what Needed and Sign checked is not checked again
 	return preflightFiles(c.Dir, files, opts, c.Changed)
 }
 
@@ -71,11 +72,14 @@ func preflightFiles(dir string, files []roles.File, opts roles.VerifyOptions, ch
 	// One reference time, one read of each file and one cache for every
 	// check: each distinct file is parsed once, each signature checked once
 	// by rootkeeper's rules and each step of go-tuf's client rules taken
-	// once from the same state (roles.Cache).
+	// once from the same state (roles.Cache): the change's cache if the
+	// caller has one, else one for this preflight.
 	if opts.At.IsZero() {
 		opts.At = time.Now()
 	}
-	opts.Cache = roles.NewCache()
+	if opts.Cache == nil {
+		opts.Cache = roles.NewCache()
+	}
 	base := roles.ReadOnce(os.DirFS(dir))
 	after := roles.ReadOnce(roles.Overlay(base, files))
 	rep, err := roles.Verify(after, opts)

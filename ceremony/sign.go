@@ -109,7 +109,7 @@ func (r *SignRequest) Add(keyID string, sig []byte) error {
 	if k == nil {
 		return &SignatureError{Role: r.Role, KeyID: keyID, Detail: fmt.Sprintf("%s does not trust key %s (it trusts %s)", r.Role, short(keyID), shortList(r.Trusted()))}
 	}
-	if err := roles.VerifySignature(k, r.Payload, sig); err != nil {
+	if err := r.Change.Repo.Cache().VerifySignature(k, r.Payload, sig); err != nil {
 		return &SignatureError{Role: r.Role, KeyID: keyID, Detail: err.Error()}
 	}
 	return r.attach(keyID, sig)
@@ -242,7 +242,7 @@ func (s *Session) signOne(ctx context.Context, c *Change, st *Step, name string,
 	// attach rewrites the role's list (Repo.Attach), which would make a
 	// loop over the list itself skip the signature after each one.
 	for _, sig := range slices.Clone(c.Repo.Signatures(name)) {
-		if req.key(sig.KeyID) != nil && roles.VerifySignature(req.key(sig.KeyID), payload, sig.Signature) == nil {
+		if req.key(sig.KeyID) != nil && c.Repo.Cache().VerifySignature(req.key(sig.KeyID), payload, sig.Signature) == nil {
 			if err := req.attach(sig.KeyID, sig.Signature); err != nil {
 				return nil, err
 			}
@@ -390,7 +390,7 @@ func (l *LocalSource) sign(ctx context.Context, req *SignRequest, k *Key) error 
 			req.Change.say(l.S, "signing %s with %s (%s)", req.Role, short(k.ID()), objectOf(k.URI))
 		}
 	}
-	sig, err := k.TUF.SignPayload(req.Payload) // verified at once against the key
+	sig, err := k.TUF.SignPayloadIn(req.Change.Repo.Cache(), req.Payload) // verified at once against the key
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -1,8 +1,6 @@
 package ceremony
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -77,7 +75,7 @@ func readTranscript(dir string, now time.Time) ([]byte, []Entry, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, nil, &IOError{Op: "read", Path: TranscriptFile, Err: err}
 	}
-	entries, err := ParseTranscript(old)
+	entries, err := parseTranscriptIn(dir, old) // once per change: transcript_memo.go
 	if err != nil {
 		return nil, nil, &RepoError{Dir: dir, Detail: "the ceremony transcript is damaged", Err: err,
 			HintText: "the transcript is tamper-evident: run rootkeeper transcript verify --repo " + dir + " and find out who changed " + TranscriptFile + " before going on; nothing was opened or written"}
@@ -125,24 +123,6 @@ func appendTranscript(dir string, now time.Time, op string, details map[string]a
 
 // ParseTranscript parses a transcript and checks its chain.
 func ParseTranscript(data []byte) ([]Entry, error) {
-	var out []Entry
-	prev := ""
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, min(len(data)+1, 64<<10)), 64<<20) // grows as needed: a 1 MB start cost batches 1 MB a repository, 64 kB still 5 % of their allocations
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Bytes()
-		var e Entry
-		if err := json.Unmarshal(line, &e); err != nil {
-			return nil, fmt.Errorf("line %d: not a transcript entry: %v", n, err)
-		}
-		if e.Seq != n {
-			return nil, fmt.Errorf("line %d: entry number %d, expected %d (an entry was removed or moved)", n, e.Seq, n)
-		}
-		if e.Prev != prev {
-			return nil, fmt.Errorf("line %d: the chain is broken (the entry before it was changed or removed)", n)
-		}
-		prev = sha256hex(line)
-		out = append(out, e)
-	}
-	return out, sc.Err()
+	entries, _, err := parseTranscript(data) // transcript_memo.go
+	return entries, err
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -364,5 +365,67 @@ func TestTranscriptEntryAnchorAndVia(t *testing.T) {
 	e := entries[len(entries)-1]
 	if len(e.Signed) != 1 || e.Signed[0].Payload != info.Payload || e.Signed[0].Signatures[0].Via != via || e.Removed != nil {
 		t.Fatalf("entry %+v", e)
+	}
+}
+
+// The transcript is parsed once per change: while lockAndLoad holds the
+// lock, a read of exactly the bytes parsed gets that parse, any other
+// bytes are parsed (and checked) again, and nothing is kept once the lock
+// is released.
+func TestTranscriptParsedOncePerChange(t *testing.T) {
+	f := longLife(t)
+	transcriptMemos.Lock()
+	left := len(transcriptMemos.m)
+	transcriptMemos.Unlock()
+	if left != 0 {
+		t.Fatalf("%d transcript parses kept after the changes", left)
+	}
+	data := readTranscriptFile(t, f.dir)
+	var first []Entry
+	err := lockAndLoad(f.dir, nil, nil, func(*roles.Repo, *Policy) error {
+		p := memoOf(f.dir, data)
+		if p == nil {
+			return errors.New("no parse kept while the lock is held")
+		}
+		first = p.entries
+		_, again, err := readTranscript(f.dir, time.Time{})
+		if err != nil {
+			return err
+		}
+		if &again[0] != &first[0] {
+			return errors.New("the transcript was parsed again for the same bytes")
+		}
+		// Other bytes (an entry changed in place): not the kept parse,
+		// and the chain check still refuses them.
+		edited := bytes.Replace(data, []byte(`"operation":"init"`), []byte(`"operation":"inIt"`), 1)
+		if bytes.Equal(edited, data) {
+			return errors.New("test edit changed nothing")
+		}
+		if memoOf(f.dir, edited) != nil {
+			return errors.New("a parse kept for other bytes")
+		}
+		if _, err := parseTranscriptIn(f.dir, edited); err == nil {
+			return errors.New("an edited entry passed the chain check")
+		}
+		if _, err := parseTranscriptIn(f.dir+"/other", data); err != nil {
+			return err
+		}
+		if memoOf(f.dir+"/other", data) != nil {
+			return errors.New("a parse kept for a directory whose lock is not held")
+		}
+		rep, err := VerifyTranscript(f.dir)
+		if err != nil {
+			return err
+		}
+		if !rep.OK || rep.Entries != len(first) {
+			return fmt.Errorf("transcript verify with the kept parse: %+v", rep)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if memoOf(f.dir, data) != nil {
+		t.Fatal("the parse is kept after the lock is released")
 	}
 }

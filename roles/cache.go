@@ -384,6 +384,33 @@ func (t *tmClient) step(op stepOp, data []byte, do func(*trustedmetadata.Trusted
 	return err
 }
 
+// VerifySignature is VerifySignature (rootkeeper's own rule for the
+// signatures it makes: ECDSA in DER, an RSA-PSS salt as long as the hash),
+// always computed, never taken from c. A signature it finds valid is also
+// valid for the client rules Verify applies (they only accept more RSA-PSS
+// salt lengths), so c remembers that result for exactly this key, payload
+// and signature: the preflight of the same change does not check it again.
+// c may be nil.
+func (c *Cache) VerifySignature(k *metadata.Key, payload, sig []byte) error {
+	if err := verifySignature(k, payload, sig, true); err != nil {
+		return err
+	}
+	c.noteValid(k, payload, sig)
+	return nil
+}
+
+// noteValid records that sig by k over payload passed verifySignature
+// with strictSalt (which implies the client rules' check).
+func (c *Cache) noteValid(k *metadata.Key, payload, sig []byte) {
+	if c == nil || k == nil {
+		return
+	}
+	sk := sigKey{keyKey{k.Type, k.Scheme, k.Value.PublicKey}, sha256.Sum256(payload), string(sig)}
+	c.mu.Lock()
+	c.sigs[sk] = sigResult{valid: true}
+	c.mu.Unlock()
+}
+
 // cachedFS reads each file of fsys once.
 type cachedFS struct {
 	fsys  fs.FS

@@ -144,3 +144,87 @@ func TestLoadShared(t *testing.T) {
 		t.Fatal("LoadShared and Load differ")
 	}
 }
+
+// A signature rootkeeper makes is verified at once (Signer.SignPayloadIn,
+// Cache.VerifySignature); the change's cache remembers that result for
+// exactly that key, payload and signature, and only when the check passed,
+// so that the preflight does not verify it again. What it remembers is
+// what the client rules' own check finds.
+func TestCacheRemembersVerifiedSignatures(t *testing.T) {
+	payload := []byte(`{"_type":"root","version":2}`)
+	for _, kind := range []string{"p256", "p384", "ed25519", "rsa"} {
+		t.Run(kind, func(t *testing.T) {
+			c := NewCache()
+			s := newSigner(t, kind)
+			sig, err := s.SignPayloadIn(c, payload)
+			must(t, err)
+			if len(c.sigs) != 1 {
+				t.Fatalf("%d signature results remembered, want 1", len(c.sigs))
+			}
+			pub, _, err := c.key(s.key)
+			must(t, err)
+			if got, want := c.checkSig(s.key, pub, payload, sig), (*Cache)(nil).checkSig(s.key, pub, payload, sig); got != want || !got.valid {
+				t.Fatalf("remembered %+v, the client rules find %+v", got, want)
+			}
+			// Another payload, or another signature: not what was checked.
+			other := append([]byte{}, payload...)
+			other[len(other)-2] = '3'
+			if r := c.checkSig(s.key, pub, other, sig); r.valid {
+				t.Fatal("a signature over other bytes counted as valid")
+			}
+			bad := append([]byte{}, sig...)
+			bad[len(bad)/2] ^= 1
+			if err := c.VerifySignature(s.key, payload, bad); err == nil {
+				t.Fatal("a damaged signature verified")
+			}
+			if r := c.checkSig(s.key, pub, payload, bad); r.valid {
+				t.Fatal("a damaged signature counted as valid")
+			}
+			if err := (*Cache)(nil).VerifySignature(s.key, payload, sig); err != nil {
+				t.Fatalf("without a cache: %v", err)
+			}
+		})
+	}
+	// A signature the strict check refuses (raw r||s) is not remembered:
+	// the client rules' check still runs and finds it lax.
+	c := NewCache()
+	k := newKey(t, "p256")
+	s, err := NewSigner(&fakeSigner{Signer: k, mangle: rawRS(32)})
+	must(t, err)
+	if _, err := s.SignPayloadIn(c, payload); err == nil {
+		t.Fatal("a raw r||s signature passed the check at signing")
+	}
+	if len(c.sigs) != 0 {
+		t.Fatalf("a refused signature was remembered: %+v", c.sigs)
+	}
+}
+
+// Repo.Needed checks signatures through the Repo's cache, which the
+// change's preflight gets (ceremony/preflight.go): the current root's
+// signatures checked by BumpRole are not checked again, and the report is
+// the one of a preflight with a cache of its own.
+func TestRepoCacheSharedWithVerify(t *testing.T) {
+	tr := newTestRepo(t, true)
+	fsys := fsOf(t, tr.Repo, testTargets)
+	at := time.Now()
+	c := tr.Repo.Cache()
+	reqs, err := tr.Repo.Needed(metadata.ROOT)
+	must(t, err)
+	if len(reqs) == 0 || !reqs[0].Met() {
+		t.Fatalf("root requirements %+v", reqs)
+	}
+	n := len(c.sigs)
+	if n == 0 {
+		t.Fatal("Needed checked no signature through the Repo's cache")
+	}
+	shared, err := Verify(fsys, VerifyOptions{At: at, Cache: c})
+	must(t, err)
+	own, err := Verify(fsys, VerifyOptions{At: at})
+	must(t, err)
+	if fmt.Sprintf("%+v", shared) != fmt.Sprintf("%+v", own) {
+		t.Fatalf("with the Repo's cache:\n%+v\nwith its own:\n%+v", shared, own)
+	}
+	if !shared.OK {
+		t.Fatalf("report %+v", shared.Problems)
+	}
+}

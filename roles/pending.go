@@ -40,10 +40,10 @@ func (p *Pending) Needed(role string, payload []byte, sigs []metadata.Signature)
 	switch role {
 	case metadata.ROOT:
 		keys := maps.Clone(root.Signed.Keys)
-		reqs := []Requirement{requirement(from, root.Signed.Keys, root.Signed.Roles[metadata.ROOT], sigs, payload)}
+		reqs := []Requirement{requirement(nil, from, root.Signed.Keys, root.Signed.Roles[metadata.ROOT], sigs, payload)}
 		if len(p.Roots) > 1 {
 			prev := p.Roots[len(p.Roots)-2]
-			reqs = append(reqs, requirement(rootLabel(prev), prev.Signed.Keys, prev.Signed.Roles[metadata.ROOT], sigs, payload))
+			reqs = append(reqs, requirement(nil, rootLabel(prev), prev.Signed.Keys, prev.Signed.Roles[metadata.ROOT], sigs, payload))
 			for id, k := range prev.Signed.Keys {
 				if slices.Contains(prev.Signed.Roles[metadata.ROOT].KeyIDs, id) {
 					keys[id] = k
@@ -56,7 +56,7 @@ func (p *Pending) Needed(role string, payload []byte, sigs []metadata.Signature)
 		if rl == nil {
 			return nil, nil, fmt.Errorf("%s defines no role %s", from, role)
 		}
-		return []Requirement{requirement(from, root.Signed.Keys, rl, sigs, payload)}, root.Signed.Keys, nil
+		return []Requirement{requirement(nil, from, root.Signed.Keys, rl, sigs, payload)}, root.Signed.Keys, nil
 	}
 	r := &Repo{Targets: p.Targets, Delegated: p.Delegated}
 	if r.Targets == nil {

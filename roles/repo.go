@@ -40,6 +40,25 @@ type Repo struct {
 	Anchor *Anchor
 
 	raw map[string]rawFile // bytes read by Load, reused while unchanged
+
+	cache *Cache // the change's cache (Cache): see Cache()
+}
+
+// Cache returns the cache of the change this Repo is loaded for, made on
+// first use: Needed, the verification of each new signature
+// (Signer.SignPayloadIn, Cache.VerifySignature) and the preflight
+// (VerifyOptions.Cache) share it, so that a signature is checked once for
+// the same key, payload and signature. It remembers only results that
+// depend on those bytes alone; a Repo is loaded for one change of one
+// repository, and its cache goes with it.
+func (r *Repo) Cache() *Cache {
+	if r == nil || uncached {
+		return nil
+	}
+	if r.cache == nil {
+		r.cache = NewCache()
+	}
+	return r.cache
 }
 
 type rawFile struct {
@@ -766,10 +785,10 @@ func (r *Repo) Needed(role string) ([]Requirement, error) {
 		if err != nil {
 			return nil, err
 		}
-		reqs := []Requirement{requirement(from, root.Signed.Keys, root.Signed.Roles[metadata.ROOT], root.Signatures, payload)}
+		reqs := []Requirement{requirement(r.Cache(), from, root.Signed.Keys, root.Signed.Roles[metadata.ROOT], root.Signatures, payload)}
 		if len(r.Roots) > 1 {
 			prev := r.Roots[len(r.Roots)-2]
-			reqs = append(reqs, requirement(fmt.Sprintf("root v%d", prev.Signed.Version), prev.Signed.Keys, prev.Signed.Roles[metadata.ROOT], root.Signatures, payload))
+			reqs = append(reqs, requirement(r.Cache(), fmt.Sprintf("root v%d", prev.Signed.Version), prev.Signed.Keys, prev.Signed.Roles[metadata.ROOT], root.Signatures, payload))
 		}
 		return reqs, nil
 	case metadata.TIMESTAMP:
@@ -777,13 +796,13 @@ func (r *Repo) Needed(role string) ([]Requirement, error) {
 		if err != nil {
 			return nil, err
 		}
-		return []Requirement{requirement(from, root.Signed.Keys, root.Signed.Roles[role], r.Timestamp.Signatures, payload)}, nil
+		return []Requirement{requirement(r.Cache(), from, root.Signed.Keys, root.Signed.Roles[role], r.Timestamp.Signatures, payload)}, nil
 	case metadata.SNAPSHOT:
 		payload, err := cjson.EncodeCanonical(r.Snapshot.Signed)
 		if err != nil {
 			return nil, err
 		}
-		return []Requirement{requirement(from, root.Signed.Keys, root.Signed.Roles[role], r.Snapshot.Signatures, payload)}, nil
+		return []Requirement{requirement(r.Cache(), from, root.Signed.Keys, root.Signed.Roles[role], r.Snapshot.Signatures, payload)}, nil
 	}
 	md, err := r.targetsRole(role)
 	if err != nil {
@@ -794,7 +813,7 @@ func (r *Repo) Needed(role string) ([]Requirement, error) {
 		return nil, err
 	}
 	if role == metadata.TARGETS {
-		return []Requirement{requirement(from, root.Signed.Keys, root.Signed.Roles[role], md.Signatures, payload)}, nil
+		return []Requirement{requirement(r.Cache(), from, root.Signed.Keys, root.Signed.Roles[role], md.Signatures, payload)}, nil
 	}
 	d := r.delegator(role)
 	if d == nil {
@@ -802,18 +821,18 @@ func (r *Repo) Needed(role string) ([]Requirement, error) {
 	}
 	keys, ids, threshold := d.keys()
 	q := Requirement{From: fmt.Sprintf("%s v%d", d.name, d.md.Signed.Version), KeyIDs: slices.Clone(ids), Threshold: threshold}
-	q.Have, _ = countValid(nil, md.Signatures, payload, keys, ids)
+	q.Have, _ = countValid(r.Cache(), md.Signatures, payload, keys, ids)
 	return []Requirement{q}, nil
 }
 
-func requirement(from string, keys map[string]*metadata.Key, role *metadata.Role, sigs []metadata.Signature, payload []byte) Requirement {
+func requirement(c *Cache, from string, keys map[string]*metadata.Key, role *metadata.Role, sigs []metadata.Signature, payload []byte) Requirement {
 	q := Requirement{From: from}
 	if role == nil {
 		return q
 	}
 	q.KeyIDs = slices.Clone(role.KeyIDs)
 	q.Threshold = role.Threshold
-	q.Have, _ = countValid(nil, sigs, payload, keys, role.KeyIDs)
+	q.Have, _ = countValid(c, sigs, payload, keys, role.KeyIDs)
 	return q
 }
 

@@ -192,12 +192,16 @@ func VerifySignature(k *metadata.Key, msg, sig []byte) error {
 
 // SignPayload signs payload (canonical bytes of a role) and verifies the
 // signature against the key at once.
-func (s *Signer) SignPayload(payload []byte) ([]byte, error) {
+func (s *Signer) SignPayload(payload []byte) ([]byte, error) { return s.SignPayloadIn(nil, payload) }
+
+// SignPayloadIn is SignPayload whose verification of the new signature is
+// remembered in c, the change's cache (Cache.VerifySignature); c may be nil.
+func (s *Signer) SignPayloadIn(c *Cache, payload []byte) ([]byte, error) {
 	sig, err := s.sign(payload)
 	if err != nil {
 		return nil, err
 	}
-	if err := verifySignature(s.key, payload, sig, true); err != nil {
+	if err := c.VerifySignature(s.key, payload, sig); err != nil {
 		return nil, s.wrongKey(err)
 	}
 	return sig, nil

@@ -16,6 +16,8 @@
 #   DIR=/dev/shm    where to make them: tmpfs measures the CPU path; a disk
 #                   directory (DIR=/var/tmp) adds the fsyncs of durable writes
 #   JOBS=           repositories worked on at once (default: 4 or the CPU count)
+#   HISTORY=0       re-signs of the timestamp each repository has had before (its
+#                   transcript's length: 365 is a year of daily re-signing)
 #   PROFILE=FILE    also write a CPU profile (go tool pprof -top FILE)
 set -eu
 cd "$(dirname "$0")/.."
@@ -29,10 +31,10 @@ trap 'rm -rf "$tmp"' EXIT
 go test -c -o "$tmp/ceremony.test" ./ceremony/fleet
 set -- -test.run '^$' -test.bench '^(BenchmarkResignBatch|BenchmarkStatusMany)$' -test.benchtime 1x -test.benchmem
 [ -n "${PROFILE:-}" ] && set -- "$@" -test.cpuprofile "$PROFILE"
-ROOTKEEPER_BENCH_REPOS=$REPOS ROOTKEEPER_BENCH_DIR=$DIR ROOTKEEPER_BENCH_JOBS=${JOBS:-} \
+ROOTKEEPER_BENCH_REPOS=$REPOS ROOTKEEPER_BENCH_DIR=$DIR ROOTKEEPER_BENCH_JOBS=${JOBS:-} ROOTKEEPER_BENCH_HISTORY=${HISTORY:-0} \
 	"$tmp/ceremony.test" "$@" | tee "$tmp/out"
 echo
-echo "repositories: $REPOS in $DIR, $(nproc) CPUs, jobs ${JOBS:-default}"
+echo "repositories: $REPOS in $DIR (transcripts of $((${HISTORY:-0} + 1)) entries), $(nproc) CPUs, jobs ${JOBS:-default}"
 awk '
 /^BenchmarkResignBatch/ {
 	for (i = 3; i < NF; i++) v[$(i+1)] = $i

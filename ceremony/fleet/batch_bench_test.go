@@ -25,6 +25,10 @@ import (
 //	ROOTKEEPER_BENCH_REPOS  number of repositories (default 10000)
 //	ROOTKEEPER_BENCH_DIR    where to make them (default a temporary directory;
 //	                        /dev/shm measures the CPU path without disk flushes)
+//	ROOTKEEPER_BENCH_HISTORY  re-signs of the timestamp each repository has had
+//	                        before (default 0): its transcript has as many
+//	                        entries more, as a repository a year into daily
+//	                        re-signing (365) has
 
 // benchDay is the day the fleet's roots are due (and nothing else).
 const benchDay = 45
@@ -41,6 +45,9 @@ func benchRepos() int {
 func benchFleet(b *testing.B, n int) (*fixture, []string) {
 	b.Helper()
 	f := newFixtureWith(b, map[string]string{ceremony.RoleRoot: "60d", ceremony.RoleTargets: "730d", ceremony.RoleSnapshot: "365d", ceremony.RoleTimestamp: "90d"})
+	if h, _ := strconv.Atoi(os.Getenv("ROOTKEEPER_BENCH_HISTORY")); h > 0 {
+		benchHistory(b, f, h)
+	}
 	base := os.Getenv("ROOTKEEPER_BENCH_DIR")
 	if base == "" {
 		base = b.TempDir()
@@ -57,6 +64,25 @@ func benchFleet(b *testing.B, n int) (*fixture, []string) {
 		copyTree(b, f.dir, dirs[i])
 	}
 	return f, dirs
+}
+
+// benchHistory re-signs the fixture's timestamp h times, an hour apart
+// from day 1 (before the root is due on day benchDay): h transcript
+// entries more.
+func benchHistory(b *testing.B, f *fixture, h int) {
+	b.Helper()
+	if h > (benchDay-2)*24 {
+		b.Fatalf("ROOTKEEPER_BENCH_HISTORY=%d: at most %d", h, (benchDay-2)*24)
+	}
+	ctx := context.Background()
+	for i := range h {
+		f.setNow(day(1).Add(time.Duration(i) * time.Hour))
+		r, err := f.s.Resign(ctx, f.dir, ceremony.ResignOptions{Roles: []string{ceremony.RoleTimestamp}})
+		if err != nil || r.Outcome != ceremony.OutcomeResigned {
+			b.Fatalf("history %d: %v %+v", i, err, r)
+		}
+	}
+	f.setNow(t0)
 }
 
 // rawSignFloor signs n SHA-256 digests with the P-256 key labelled object
