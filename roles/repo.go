@@ -272,6 +272,28 @@ func New(b Bootstrap) (*Repo, error) {
 	if now.IsZero() {
 		now = time.Now()
 	}
+	exp, errs := bootstrapExpiries(b, now)
+	root, rootErrs := newRoot(b, exp[metadata.ROOT])
+	errs = append(errs, rootErrs...)
+	r := newRepoOf(root, exp)
+	errs = append(errs, r.addBootstrapDelegations(b, exp[metadata.TARGETS], now)...)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("cannot create the repository:\n%w", errors.Join(errs...))
+	}
+	r.Anchor = b.Anchor
+	r.stamp(&root.Signed.UnrecognizedFields)
+	r.stamp(&r.Targets.Signed.UnrecognizedFields)
+	r.stamp(&r.Snapshot.Signed.UnrecognizedFields)
+	r.stamp(&r.Timestamp.Signed.UnrecognizedFields)
+	for _, d := range r.Delegated {
+		r.stamp(&d.Signed.UnrecognizedFields)
+	}
+	return r, nil
+}
+
+// bootstrapExpiries checks that each top-level role has an expiry in the
+// future and returns them normalized.
+func bootstrapExpiries(b Bootstrap, now time.Time) (map[string]time.Time, []error) {
 	var errs []error
 	exp := map[string]time.Time{}
 	for _, role := range []string{metadata.ROOT, metadata.TARGETS, metadata.SNAPSHOT, metadata.TIMESTAMP} {
@@ -286,18 +308,24 @@ func New(b Bootstrap) (*Repo, error) {
 		}
 		exp[role] = e
 	}
+	return exp, errs
+}
+
+// newRoot is root v1 with the four top-level roles' keys and thresholds.
+func newRoot(b Bootstrap, expires time.Time) (*metadata.Metadata[metadata.RootType], []error) {
 	root := &metadata.Metadata[metadata.RootType]{
 		Signed: metadata.RootType{
 			Type:               metadata.ROOT,
 			SpecVersion:        metadata.SPECIFICATION_VERSION,
 			ConsistentSnapshot: b.ConsistentSnapshot,
 			Version:            1,
-			Expires:            exp[metadata.ROOT],
+			Expires:            expires,
 			Keys:               map[string]*metadata.Key{},
 			Roles:              map[string]*metadata.Role{},
 		},
 		Signatures: []metadata.Signature{},
 	}
+	var errs []error
 	for _, rk := range []struct {
 		name string
 		keys RoleKeys
@@ -310,10 +338,15 @@ func New(b Bootstrap) (*Repo, error) {
 		root.Signed.Roles[rk.name] = &metadata.Role{KeyIDs: ids, Threshold: rk.keys.Threshold}
 		maps.Copy(root.Signed.Keys, keys)
 	}
-	targets := newTargets(exp[metadata.TARGETS])
-	r := &Repo{
+	return root, errs
+}
+
+// newRepoOf is a repository of root v1 and empty targets, snapshot and
+// timestamp v1.
+func newRepoOf(root *metadata.Metadata[metadata.RootType], exp map[string]time.Time) *Repo {
+	return &Repo{
 		Roots:     []*metadata.Metadata[metadata.RootType]{root},
-		Targets:   targets,
+		Targets:   newTargets(exp[metadata.TARGETS]),
 		Delegated: map[string]*metadata.Metadata[metadata.TargetsType]{},
 		Snapshot: &metadata.Metadata[metadata.SnapshotType]{
 			Signed: metadata.SnapshotType{
@@ -333,9 +366,18 @@ func New(b Bootstrap) (*Repo, error) {
 		},
 		raw: map[string]rawFile{},
 	}
-	if len(b.Delegations) > 0 {
-		targets.Signed.Delegations = &metadata.Delegations{Keys: map[string]*metadata.Key{}, Roles: []metadata.DelegatedRole{}}
+}
+
+// addBootstrapDelegations adds the bootstrap's delegations from targets,
+// each checked (name, paths, keys, expiry), with their v1 and snapshot
+// entries.
+func (r *Repo) addBootstrapDelegations(b Bootstrap, targetsExpires, now time.Time) []error {
+	if len(b.Delegations) == 0 {
+		return nil
 	}
+	targets := r.Targets
+	targets.Signed.Delegations = &metadata.Delegations{Keys: map[string]*metadata.Key{}, Roles: []metadata.DelegatedRole{}}
+	var errs []error
 	seen := map[string]bool{}
 	for i, d := range b.Delegations {
 		label := fmt.Sprintf("delegation %q", d.Name)
@@ -360,7 +402,7 @@ func New(b Bootstrap) (*Repo, error) {
 		targets.Signed.Delegations.Roles = append(targets.Signed.Delegations.Roles, metadata.DelegatedRole{
 			Name: d.Name, KeyIDs: ids, Threshold: d.Threshold, Terminating: d.Terminating, Paths: slices.Clone(d.Paths),
 		})
-		e := exp[metadata.TARGETS]
+		e := targetsExpires
 		if de, ok := b.Expires[d.Name]; ok {
 			e = normTime(de)
 			if !e.After(now) {
@@ -370,18 +412,7 @@ func New(b Bootstrap) (*Repo, error) {
 		r.Delegated[d.Name] = newTargets(e)
 		r.Snapshot.Signed.Meta[d.Name+".json"] = &metadata.MetaFiles{Version: 1}
 	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("cannot create the repository:\n%w", errors.Join(errs...))
-	}
-	r.Anchor = b.Anchor
-	r.stamp(&root.Signed.UnrecognizedFields)
-	r.stamp(&targets.Signed.UnrecognizedFields)
-	r.stamp(&r.Snapshot.Signed.UnrecognizedFields)
-	r.stamp(&r.Timestamp.Signed.UnrecognizedFields)
-	for _, d := range r.Delegated {
-		r.stamp(&d.Signed.UnrecognizedFields)
-	}
-	return r, nil
+	return errs
 }
 
 func newTargets(expires time.Time) *metadata.Metadata[metadata.TargetsType] {
