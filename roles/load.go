@@ -210,56 +210,14 @@ func scanRepo(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType]
 		return s
 	}
 	consistent := newest.Signed.ConsistentSnapshot
-
-	// timestamp
-	s.tsPath = timestampPath()
-	data, ok, missing := s.read(fsys, s.tsPath, metadata.TIMESTAMP, 0, "")
-	if !ok {
-		if missing {
-			s.problem(metadata.TIMESTAMP, s.tsPath, RuleMissing, s.tsPath+" is missing", "sign and write a timestamp")
-		}
+	ts := s.scanTimestamp(fsys)
+	if ts == nil {
 		return s
 	}
-	ts, err := parseCached[metadata.TimestampType](s.c, data)
-	if err != nil {
-		s.problem(metadata.TIMESTAMP, s.tsPath, RuleParse, fmt.Sprintf("%s: not valid timestamp metadata: %v", s.tsPath, err), "")
+	sn := s.scanSnapshot(fsys, ts, consistent)
+	if sn == nil {
 		return s
 	}
-	s.timestamp = ts
-
-	// snapshot
-	snMeta := ts.Signed.Meta["snapshot.json"]
-	if snMeta == nil || snMeta.Version < 1 {
-		s.problem(metadata.TIMESTAMP, s.tsPath, RuleParse, s.tsPath+": does not name a snapshot version (meta \"snapshot.json\")", "")
-		return s
-	}
-	s.snPath = rolePath(metadata.SNAPSHOT, snMeta.Version, consistent)
-	data, ok, missing = s.read(fsys, s.snPath, metadata.SNAPSHOT, snMeta.Length, fmt.Sprintf("timestamp v%d", ts.Signed.Version))
-	if !ok {
-		if missing {
-			s.problem(metadata.SNAPSHOT, s.snPath, RuleMissing,
-				fmt.Sprintf("%s is missing (timestamp v%d names snapshot v%d)", s.snPath, ts.Signed.Version, snMeta.Version), "")
-		}
-		return s
-	}
-	if err := snMeta.VerifyLengthHashes(data); err != nil {
-		s.problem(metadata.SNAPSHOT, s.snPath, RuleLengthHash,
-			fmt.Sprintf("%s does not match the length/hashes recorded in timestamp v%d: %v", s.snPath, ts.Signed.Version, err),
-			"the snapshot was changed after the timestamp was made: update and re-sign the timestamp")
-	}
-	sn, err := parseCached[metadata.SnapshotType](s.c, data)
-	if err != nil {
-		s.problem(metadata.SNAPSHOT, s.snPath, RuleParse, fmt.Sprintf("%s: not valid snapshot metadata: %v", s.snPath, err), "")
-		return s
-	}
-	if sn.Signed.Version != snMeta.Version {
-		s.problem(metadata.SNAPSHOT, s.snPath, RuleVersion,
-			fmt.Sprintf("snapshot: %s is version %d but timestamp names version %d", s.snPath, sn.Signed.Version, snMeta.Version),
-			"update and re-sign the timestamp after the snapshot")
-	}
-	s.snapshot = sn
-
-	// targets
 	tgMeta := sn.Signed.Meta["targets.json"]
 	if tgMeta == nil || tgMeta.Version < 1 {
 		s.problem(metadata.SNAPSHOT, s.snPath, RuleParse, s.snPath+": does not list targets.json", "")
@@ -270,8 +228,70 @@ func scanRepo(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType]
 		return s
 	}
 	s.targets, s.tgPath = tg, tgPath
+	s.scanDelegated(fsys, sn, tg, consistent)
+	return s
+}
 
-	// delegated roles, breadth first, each name once
+// scanTimestamp reads timestamp.json; nil when it is missing or unparsable
+// (the problem is recorded).
+func (s *scanned) scanTimestamp(fsys fs.FS) *metadata.Metadata[metadata.TimestampType] {
+	s.tsPath = timestampPath()
+	data, ok, missing := s.read(fsys, s.tsPath, metadata.TIMESTAMP, 0, "")
+	if !ok {
+		if missing {
+			s.problem(metadata.TIMESTAMP, s.tsPath, RuleMissing, s.tsPath+" is missing", "sign and write a timestamp")
+		}
+		return nil
+	}
+	ts, err := parseCached[metadata.TimestampType](s.c, data)
+	if err != nil {
+		s.problem(metadata.TIMESTAMP, s.tsPath, RuleParse, fmt.Sprintf("%s: not valid timestamp metadata: %v", s.tsPath, err), "")
+		return nil
+	}
+	s.timestamp = ts
+	return ts
+}
+
+// scanSnapshot reads the snapshot the timestamp names and checks it
+// against the timestamp's length, hashes and version; nil when it is
+// missing or unparsable (the problem is recorded).
+func (s *scanned) scanSnapshot(fsys fs.FS, ts *metadata.Metadata[metadata.TimestampType], consistent bool) *metadata.Metadata[metadata.SnapshotType] {
+	snMeta := ts.Signed.Meta["snapshot.json"]
+	if snMeta == nil || snMeta.Version < 1 {
+		s.problem(metadata.TIMESTAMP, s.tsPath, RuleParse, s.tsPath+": does not name a snapshot version (meta \"snapshot.json\")", "")
+		return nil
+	}
+	s.snPath = rolePath(metadata.SNAPSHOT, snMeta.Version, consistent)
+	data, ok, missing := s.read(fsys, s.snPath, metadata.SNAPSHOT, snMeta.Length, fmt.Sprintf("timestamp v%d", ts.Signed.Version))
+	if !ok {
+		if missing {
+			s.problem(metadata.SNAPSHOT, s.snPath, RuleMissing,
+				fmt.Sprintf("%s is missing (timestamp v%d names snapshot v%d)", s.snPath, ts.Signed.Version, snMeta.Version), "")
+		}
+		return nil
+	}
+	if err := snMeta.VerifyLengthHashes(data); err != nil {
+		s.problem(metadata.SNAPSHOT, s.snPath, RuleLengthHash,
+			fmt.Sprintf("%s does not match the length/hashes recorded in timestamp v%d: %v", s.snPath, ts.Signed.Version, err),
+			"the snapshot was changed after the timestamp was made: update and re-sign the timestamp")
+	}
+	sn, err := parseCached[metadata.SnapshotType](s.c, data)
+	if err != nil {
+		s.problem(metadata.SNAPSHOT, s.snPath, RuleParse, fmt.Sprintf("%s: not valid snapshot metadata: %v", s.snPath, err), "")
+		return nil
+	}
+	if sn.Signed.Version != snMeta.Version {
+		s.problem(metadata.SNAPSHOT, s.snPath, RuleVersion,
+			fmt.Sprintf("snapshot: %s is version %d but timestamp names version %d", s.snPath, sn.Signed.Version, snMeta.Version),
+			"update and re-sign the timestamp after the snapshot")
+	}
+	s.snapshot = sn
+	return sn
+}
+
+// scanDelegated reads the delegated roles reachable from targets, breadth
+// first, each name once.
+func (s *scanned) scanDelegated(fsys fs.FS, sn *metadata.Metadata[metadata.SnapshotType], tg *metadata.Metadata[metadata.TargetsType], consistent bool) {
 	type node struct {
 		name string
 		md   *metadata.Metadata[metadata.TargetsType]
@@ -307,7 +327,6 @@ func scanRepo(fsys fs.FS, from int64, base *metadata.Metadata[metadata.RootType]
 			queue = append(queue, node{child, md})
 		}
 	}
-	return s
 }
 
 // children lists the roles a targets role delegates to, in order. For
