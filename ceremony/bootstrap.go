@@ -310,6 +310,26 @@ func (c *Change) skipExported(plan *Plan) {
 	for _, e := range plan.exported {
 		remote[objectOf(e.URI)] = true
 	}
+	c.skipRemote(remote)
+}
+
+// skipExportedKeys is skipExported for keys opened from key exports
+// (Key.Export).
+func (c *Change) skipExportedKeys(keys []*Key) {
+	remote := map[string]bool{}
+	for _, k := range keys {
+		if k.Export != "" {
+			remote[objectOf(k.URI)] = true
+		}
+	}
+	c.skipRemote(remote)
+}
+
+// skipRemote drops the URIs of the objects in remote from every need.
+func (c *Change) skipRemote(remote map[string]bool) {
+	if len(remote) == 0 {
+		return
+	}
 	for _, st := range c.Steps {
 		for i := range st.Needs {
 			st.Needs[i].URIs = slices.DeleteFunc(st.Needs[i].URIs, func(u string) bool { return remote[objectOf(u)] })

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 
 	"github.com/rootkeeper/rootkeeper/hsm"
@@ -137,7 +136,7 @@ func checkDelegateOptions(opts DelegateOptions) (DelegateOptions, error) {
 	if lo, hi := LifetimeBounds(opts.Role); opts.Expires != 0 && (opts.Expires < lo || opts.Expires > hi) { // plan.go
 		return opts, &RepoError{Detail: fmt.Sprintf("--expires %s: a delegated role's lifetime is %s to %s", opts.Expires, lo, hi)}
 	}
-	return opts, checkURIs(opts.Keys...) // engine.go: before any device
+	return opts, checkURIs(deviceURIs(opts.Keys)...) // engine.go: before any device; a key export (file:PATH) is read when the keys are opened
 }
 
 // checkDelegateFrom checks the delegating role and the new role's name
@@ -183,7 +182,11 @@ func planDelegate(st *state, opts DelegateOptions, keys []*Key) (*Change, error)
 	if err != nil {
 		return nil, &RepoError{Dir: st.dir, Detail: err.Error(), HintText: "rootkeeper delegate list --repo " + st.dir + " shows the delegations"}
 	}
-	c.Policy.Roles[opts.Role] = RolePolicy{Expires: lifetime, Keys: slices.Clone(opts.Keys)}
+	uris := make([]string, len(keys))
+	for i, k := range keys {
+		uris[i] = k.URI // an exported key: its URI on the officer's machine
+	}
+	c.Policy.Roles[opts.Role] = RolePolicy{Expires: lifetime, Keys: uris}
 	first, err := c.roleStep(opts.Role)
 	if len(bins) > 0 {
 		first, err = c.roleStep(bins[0])
@@ -196,6 +199,7 @@ func planDelegate(st *state, opts DelegateOptions, keys []*Key) (*Change, error)
 	if err := c.stepsFor(opts.From); err != nil {
 		return nil, err
 	}
+	c.skipExportedKeys(keys) // they sign through the bundle (--out)
 	if c.Extra, err = keyRecordFiles(st.records, keys, opts.Role, c.At); err != nil {
 		return nil, err
 	}

@@ -227,7 +227,7 @@ func (e *ThresholdError) Hint() string {
 	if len(e.Absent) > 0 {
 		msg += "; not plugged in this time: " + strings.Join(e.Absent, ", ")
 	}
-	return msg
+	return msg + "; or, for keys on other machines, make a signing bundle with --out FILE and have their holders sign it (rootkeeper sign)"
 }
 
 // missingKeys names the keys of ids that are not in done.
