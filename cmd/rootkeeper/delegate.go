@@ -71,7 +71,7 @@ targets. Bins must be the only delegation of their delegator.`,
 	cmd.Flags().StringVar(&dir, "repo", "", "the repository's directory")
 	cmd.Flags().StringVar(&opts.Role, "role", "", "the new delegated role (with --bins: the bins' name prefix)")
 	cmd.Flags().StringVar(&opts.From, "from", ceremony.RoleTargets, "the delegating role: targets or a delegated role")
-	cmd.Flags().StringArrayVar(&opts.Keys, "key", nil, "URI of a key of the new role (repeatable)")
+	cmd.Flags().StringArrayVar(&opts.Keys, "key", nil, "URI of a key of the new role, or file:PATH of a key export (signs through --out) (repeatable)")
 	cmd.Flags().IntVar(&opts.Threshold, "threshold", 1, "how many of the keys must sign")
 	cmd.Flags().StringArrayVar(&opts.Paths, "paths", nil, "target path pattern the role is trusted for, like 'releases/*' (repeatable)")
 	cmd.Flags().BoolVar(&opts.Terminating, "terminating", false, "clients do not look further for the role's paths")

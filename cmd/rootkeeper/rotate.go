@@ -47,7 +47,7 @@ Generate new keys first with rootkeeper key generate. See docs/runbook-rotation.
 	}
 	cmd.Flags().StringVar(&dir, "repo", "", "the repository's directory")
 	cmd.Flags().StringVar(&opts.Role, "role", "", "the role to rotate: root, targets, snapshot or timestamp")
-	cmd.Flags().StringArrayVar(&opts.Add, "add", nil, "URI of a new key for the role (repeatable)")
+	cmd.Flags().StringArrayVar(&opts.Add, "add", nil, "URI of a new key for the role, or file:PATH of a key export (signs through --out) (repeatable)")
 	cmd.Flags().StringArrayVar(&opts.Remove, "remove", nil, "key id (or unique prefix of 8+ hex digits) or URI of a key the role stops trusting (repeatable)")
 	cmd.Flags().IntVar(&opts.Threshold, "threshold", 0, "the role's new threshold (default: keep)")
 	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation (the summary is still printed)")
