@@ -78,7 +78,7 @@ func (s *Session) makeBundle(ctx context.Context, c *Change) (*Result, error) {
 	if err := recordBundle(c, b); err != nil {
 		return nil, err
 	}
-	if err := b.Write(s.Bundle.Path); err != nil {
+	if err := writeBundle(b, s.Bundle.Path); err != nil {
 		return nil, err
 	}
 	res, err := bundleResult(s.Bundle.Path, b)
@@ -150,6 +150,16 @@ func custodianOf(c *Change) (*bundle.Custodian, error) {
 		cu.Policy = pol
 	}
 	return cu, nil
+}
+
+// writeBundle writes the bundle to path through the store's one atomic
+// write (store.go: a fsynced temporary file beside it, renamed into place).
+func writeBundle(b *bundle.Bundle, path string) error {
+	data, err := b.Marshal()
+	if err != nil {
+		return err
+	}
+	return writeAtomic(path, data)
 }
 
 // recordBundle writes the transcript entry of a bundle made: its id,

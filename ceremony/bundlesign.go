@@ -111,7 +111,7 @@ func (s *Session) SignBundle(ctx context.Context, path, out string, uris []strin
 		b.Log = append(b.Log, logEntry(bundle.EventSigned, now, sig.KeyID, sig.Device, sig.Roles))
 		res.Signed = append(res.Signed, sig)
 	}
-	if err := b.Write(out); err != nil {
+	if err := writeBundle(b, out); err != nil {
 		return nil, err
 	}
 	res.Summary = c.Summarize(now)

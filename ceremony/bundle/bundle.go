@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -271,42 +270,6 @@ func (b *Bundle) Marshal() ([]byte, error) {
 		return nil, err
 	}
 	return append(data, '\n'), nil
-}
-
-// Write writes the bundle to path atomically: a fsynced temporary file
-// beside it, renamed into place.
-func (b *Bundle) Write(path string) error {
-	data, err := b.Marshal()
-	if err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return &Error{File: path, Detail: "cannot write: " + err.Error()}
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return &Error{File: path, Detail: "cannot write: " + err.Error()}
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 // Expired reports an expired bundle as an error.

@@ -93,7 +93,11 @@ func mkbundle(args []string) error {
 	if err != nil {
 		return err
 	}
-	return b.Write(out)
+	data, err := b.Marshal()
+	if err != nil {
+		return err
+	}
+	return ceremony.WriteFileAtomic(out, data)
 }
 
 func mustPEM(s string) any {
