@@ -370,6 +370,7 @@ func (t *tmClient) step(op stepOp, data []byte, do func(*trustedmetadata.Trusted
 	if t.tm.Targets[metadata.TARGETS] != beforeTargets {
 		to.targets = sum
 	}
+	t.c.adopt(t.tm, &before, beforeTargets, sum)
 	if len(t.tm.Targets) > 1 || (len(t.tm.Targets) == 1 && t.tm.Targets[metadata.TARGETS] == nil) ||
 		!t.tm.RefTime.Equal(time.Unix(t.st.refSec, int64(t.st.refNsec))) {
 		t.memo = false // a state this cache does not describe
@@ -382,6 +383,33 @@ func (t *tmClient) step(op stepOp, data []byte, do func(*trustedmetadata.Trusted
 	t.c.mu.Unlock()
 	t.st = to
 	return err
+}
+
+// adopt keeps, as the parse of the bytes whose SHA-256 is sum, the role a
+// client step has just trusted (tm against its state before). go-tuf
+// replaces a role only by metadata.X().FromBytes of the bytes it was
+// given, which is exactly parse (both decode into an empty Metadata): so
+// Verify's scan of the same bytes takes go-tuf's parse instead of
+// decoding the file a second time. An existing entry is kept.
+func (c *Cache) adopt(tm, before *trustedmetadata.TrustedMetadata, beforeTargets *metadata.Metadata[metadata.TargetsType], sum [32]byte) {
+	keep := func(kind string, md any) {
+		k := parseKey{kind, sum}
+		c.mu.Lock()
+		if _, ok := c.parsed[k]; !ok {
+			c.parsed[k] = parsedFile{md: md}
+		}
+		c.mu.Unlock()
+	}
+	switch {
+	case tm.Root != before.Root:
+		keep(metadata.ROOT, tm.Root)
+	case tm.Timestamp != before.Timestamp:
+		keep(metadata.TIMESTAMP, tm.Timestamp)
+	case tm.Snapshot != before.Snapshot:
+		keep(metadata.SNAPSHOT, tm.Snapshot)
+	case tm.Targets[metadata.TARGETS] != beforeTargets:
+		keep(metadata.TARGETS, tm.Targets[metadata.TARGETS])
+	}
 }
 
 // VerifySignature is VerifySignature (rootkeeper's own rule for the

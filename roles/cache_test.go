@@ -228,3 +228,29 @@ func TestRepoCacheSharedWithVerify(t *testing.T) {
 		t.Fatalf("report %+v", shared.Problems)
 	}
 }
+
+// Verify decodes each top-level file once: the scan takes the parse of the
+// client step that trusted the same bytes (Cache.adopt, prewalk). Only the
+// delegated role, whose client step is not memoized, is decoded by the
+// scan itself as well.
+func TestVerifyDecodesOnce(t *testing.T) {
+	tr := newTestRepo(t, true)
+	fsys := fsOf(t, tr.Repo, testTargets)
+	count := func() int64 {
+		t.Helper()
+		before := parseCount.Load()
+		rep, err := Verify(fsys, VerifyOptions{})
+		if err != nil || !rep.OK {
+			t.Fatalf("%v %+v", err, rep)
+		}
+		return parseCount.Load() - before
+	}
+	if n := count(); n != 1 {
+		t.Errorf("Verify decoded %d files itself, want 1 (the delegated role): the client steps' parses are not shared", n)
+	}
+	uncached = true
+	defer func() { uncached = false }()
+	if n := count(); n < 5 {
+		t.Errorf("without the cache Verify decoded %d files itself, want every file (root, timestamp, snapshot, targets, releases)", n)
+	}
+}

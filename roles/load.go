@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
@@ -137,6 +138,9 @@ func sizeHint(role string) string {
 	return "spread the targets over delegated roles or hashed bins (rootkeeper delegate add --bins N) so that each file stays under the limit"
 }
 
+// parseCount counts parse's decodings (tests check what is decoded twice).
+var parseCount atomic.Int64
+
 // parse decodes metadata of type T with go-tuf's own parser.
 func parse[T metadata.Roles](data []byte) (md *metadata.Metadata[T], err error) {
 	defer func() {
@@ -144,6 +148,7 @@ func parse[T metadata.Roles](data []byte) (md *metadata.Metadata[T], err error) 
 			md, err = nil, fmt.Errorf("malformed metadata (%v)", r)
 		}
 	}()
+	parseCount.Add(1)
 	md = &metadata.Metadata[T]{}
 	if _, err := md.FromBytes(data); err != nil {
 		return nil, err

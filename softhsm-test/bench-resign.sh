@@ -35,7 +35,7 @@ ROOTKEEPER_BENCH_REPOS=$REPOS ROOTKEEPER_BENCH_DIR=$DIR ROOTKEEPER_BENCH_JOBS=${
 	"$tmp/ceremony.test" "$@" | tee "$tmp/out"
 echo
 echo "repositories: $REPOS in $DIR (transcripts of $((${HISTORY:-0} + 1)) entries), $(nproc) CPUs, jobs ${JOBS:-default}"
-awk '
+awk -v cores="$(nproc)" '
 /^BenchmarkResignBatch/ {
 	for (i = 3; i < NF; i++) v[$(i+1)] = $i
 	n = v["repos"]
@@ -43,9 +43,13 @@ awk '
 	printf "bare go-tuf loop: %.1f s, %.0f µs per repository\n", v["loop-µs/repo"]*n/1e6, v["loop-µs/repo"]
 	printf "ratio to the floor: %.1fx (wall time); CPU time %.0f µs per repository\n", v["x-floor"], v["cpu-µs/repo"]
 	printf "ratio to the go-tuf loop: %.2fx (wall time), %.2fx (CPU time)\n", v["x-loop"], v["x-loop-cpu"]
+	lc = v["loop-cpu-µs/repo"]; cc = v["client-cpu-µs/repo"]
+	printf "go-tuf client over the batch'"'"'s outputs: %.0f µs CPU per repository (%.0f µs wall, %d at a time)\n", cc, v["client-µs/repo"], 4
+	printf "  the loop plus that client: %.0f µs CPU per repository; on %d cores at least %.0f µs wall, %.2fx the loop (goal: 3x)\n", lc + cc, cores, (lc + cc) / cores, (lc + cc) / cores / v["loop-µs/repo"]
 	printf "live heap: %.1f MB at 10%% of the batch, %.1f MB at 100%%; %.0f allocations and %.0f kB allocated per repository\n", v["heapMB@10%"], v["heapMB@100%"], v["allocs/op"]/n, v["B/op"]/n/1024
 }
 /^BenchmarkStatusMany/ {
 	for (i = 3; i < NF; i++) w[$(i+1)] = $i
 	printf "status of %d repositories (with Prometheus metrics): %.1f s, CPU time %.0f µs per repository\n", w["repos"], w["ns/op"]/1e9, w["cpu-µs/repo"]
+	printf "go-tuf client alone over the same repositories: %.1f s, CPU time %.0f µs per repository; status is %.2fx it (wall), %.2fx (CPU time)\n", w["client-µs/repo"]*w["repos"]/1e6, w["client-cpu-µs/repo"], w["x-client"], w["x-client-cpu"]
 }' "$tmp/out"

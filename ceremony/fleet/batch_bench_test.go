@@ -220,7 +220,13 @@ func BenchmarkResignBatch(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	// go-tuf's client over the batch's outputs, same run: what checking
+	// them as a client would costs at the least.
+	client, clientCPU := goTUFClients(b, dirs, day(benchDay))
 	per := elapsed / time.Duration(b.N)
+	b.ReportMetric(float64(client.Microseconds())/float64(n), "client-µs/repo")
+	b.ReportMetric(float64(clientCPU.Microseconds())/float64(n), "client-cpu-µs/repo")
+	b.ReportMetric(float64(loopCPU.Microseconds())/float64(n), "loop-cpu-µs/repo")
 	b.ReportMetric(float64(per)/float64(floor), "x-floor")
 	b.ReportMetric(float64(per)/float64(loop), "x-loop")
 	b.ReportMetric(float64(cpu)/float64(b.N)/float64(loopCPU), "x-loop-cpu")
@@ -249,10 +255,12 @@ func BenchmarkStatusMany(b *testing.B) {
 	_, dirs := benchFleet(b, n)
 	prom := filepath.Join(b.TempDir(), "rootkeeper.prom")
 	ctx := context.Background()
-	var cpu time.Duration
+	// The floor, same run: go-tuf's client alone over the same repositories.
+	client, clientCPU := goTUFClients(b, dirs, day(benchDay))
+	var cpu, elapsed time.Duration
 	b.ResetTimer()
 	for b.Loop() {
-		cpu0 := cpuTime()
+		start, cpu0 := time.Now(), cpuTime()
 		sts := StatusMany(ctx, dirs, day(benchDay), 0)
 		if s := Summarize(sts); s.Due != n {
 			b.Fatalf("%+v", s)
@@ -261,7 +269,12 @@ func BenchmarkStatusMany(b *testing.B) {
 			b.Fatal(err)
 		}
 		cpu += cpuTime() - cpu0
+		elapsed += time.Since(start)
 	}
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N)/float64(n), "cpu-µs/repo")
+	b.ReportMetric(float64(client.Microseconds())/float64(n), "client-µs/repo")
+	b.ReportMetric(float64(clientCPU.Microseconds())/float64(n), "client-cpu-µs/repo")
+	b.ReportMetric(float64(elapsed)/float64(b.N)/float64(client), "x-client")
+	b.ReportMetric(float64(cpu)/float64(b.N)/float64(clientCPU), "x-client-cpu")
 	b.ReportMetric(float64(n), "repos")
 }

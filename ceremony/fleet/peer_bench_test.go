@@ -4,9 +4,13 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,4 +110,89 @@ func checkPeer(b *testing.B, dir string) {
 	if _, err := tm.UpdateRoot(v2); err != nil {
 		b.Fatalf("the loop's root v2 of %s: %v", dir, err)
 	}
+}
+
+// goTUFClients runs go-tuf's own client rules over every repository of
+// dirs as of at, the way a fresh client meets it (trustedmetadata: trust
+// 1.root.json, then each newer root, the timestamp, the snapshot it names,
+// targets), on as many goroutines as StatusMany uses, and returns the wall
+// and CPU time it took. No rootkeeper code runs: it is the least that
+// checking a repository "as a client would" costs, the floor under status
+// and under any re-sign that checks what it is about to publish.
+func goTUFClients(b *testing.B, dirs []string, at time.Time) (wall, cpu time.Duration) {
+	b.Helper()
+	start, cpu0 := time.Now(), cpuTime()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 1)
+	for range workers(0) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(dirs) {
+					return
+				}
+				if err := goTUFClient(dirs[i], at); err != nil {
+					select {
+					case errs <- fmt.Errorf("%s: %w", dirs[i], err):
+					default:
+					}
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	wall, cpu = time.Since(start), cpuTime()-cpu0
+	select {
+	case err := <-errs:
+		b.Fatal(err)
+	default:
+	}
+	return wall, cpu
+}
+
+// goTUFClient is one repository of goTUFClients.
+func goTUFClient(dir string, at time.Time) error {
+	read := func(name string) ([]byte, error) { return os.ReadFile(filepath.Join(dir, "metadata", name)) }
+	data, err := read("1.root.json")
+	if err != nil {
+		return err
+	}
+	tm, err := trustedmetadata.New(data)
+	if err != nil {
+		return err
+	}
+	tm.RefTime = at
+	for v := 2; ; v++ {
+		data, err := read(fmt.Sprintf("%d.root.json", v))
+		if errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tm.UpdateRoot(data); err != nil {
+			return err
+		}
+	}
+	if data, err = read("timestamp.json"); err != nil {
+		return err
+	}
+	ts, err := tm.UpdateTimestamp(data)
+	if err != nil {
+		return err
+	}
+	if data, err = read(fmt.Sprintf("%d.snapshot.json", ts.Signed.Meta["snapshot.json"].Version)); err != nil {
+		return err
+	}
+	sn, err := tm.UpdateSnapshot(data, false)
+	if err != nil {
+		return err
+	}
+	if data, err = read(fmt.Sprintf("%d.targets.json", sn.Signed.Meta["targets.json"].Version)); err != nil {
+		return err
+	}
+	_, err = tm.UpdateTargets(data)
+	return err
 }
