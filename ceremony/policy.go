@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -89,10 +90,19 @@ func (p *Policy) RoleNames() []string {
 // bounds and key URIs that do not parse are refused, every problem with
 // its field path (see Validate).
 func LoadPolicy(dir string) (*Policy, error) {
+	root := dir
+	if root == "" {
+		root = "." // os.DirFS("") would be rooted at /
+	}
+	return loadPolicyFS(dir, os.DirFS(root))
+}
+
+// loadPolicyFS is LoadPolicy reading through fsys, rooted at dir.
+func loadPolicyFS(dir string, fsys fs.FS) (*Policy, error) {
 	path := filepath.Join(dir, PolicyFile)
-	data, err := os.ReadFile(path)
+	data, err := fs.ReadFile(fsys, PolicyFile)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, fs.ErrNotExist) {
 			return nil, &RepoError{Dir: dir, Detail: "no " + PolicyFile + " here: this is not a rootkeeper repository",
 				HintText: "check --repo, or create the repository with rootkeeper init --plan PLAN.yaml --repo DIR"}
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -75,11 +76,39 @@ type StatusReport struct {
 // Status reports every role's version, expiry, signatures and health at
 // time at, using the repository's policy for the re-signing windows.
 func Status(dir string, at time.Time) (*StatusReport, error) {
+	root := dir
+	if root == "" {
+		root = "." // os.DirFS("") would be rooted at /
+	}
+	f, err := CheckStatus(dir, os.DirFS(root), at)
+	if err != nil {
+		return nil, err
+	}
+	return f.At(at), nil
+}
+
+// StatusFacts is what a status check found in a repository — the
+// verification report at its reference time, the re-signing windows, the
+// delegations and the keys' evidence — from which StatusReport is drawn at
+// a point in time.
+type StatusFacts struct {
+	dir         string
+	at          time.Time
+	report      *roles.Report
+	pol         *Policy
+	evidence    map[string]*hsm.Evidence
+	delegations []roles.DelegationInfo
+}
+
+// CheckStatus verifies the repository dir, read through fsys (rooted at
+// dir), as a client would at time at (every role, every target file), and
+// reads its policy and its keys' evidence: everything Status reports.
+func CheckStatus(dir string, fsys fs.FS, at time.Time) (*StatusFacts, error) {
 	at = at.UTC().Truncate(time.Second) // the JSON's times and durations are in whole seconds
-	if fi, err := os.Stat(filepath.Join(dir, "metadata")); err != nil || !fi.IsDir() {
+	if fi, err := fs.Stat(fsys, "metadata"); err != nil || !fi.IsDir() {
 		return nil, &RepoError{Dir: dir, Detail: "no metadata/ directory: not a TUF repository", HintText: "check --repo"}
 	}
-	pol, err := LoadPolicy(dir)
+	pol, err := loadPolicyFS(dir, fsys)
 	if err != nil {
 		var re *RepoError
 		if !errors.As(err, &re) {
@@ -89,19 +118,60 @@ func Status(dir string, at time.Time) (*StatusReport, error) {
 	}
 	// Verify and the delegation listing read and parse each file once.
 	cache := roles.NewCache()
-	fsys := roles.ReadOnce(os.DirFS(dir))
-	report, err := roles.Verify(fsys, roles.VerifyOptions{At: at, CheckTargets: true, Cache: cache})
+	files := roles.ReadOnce(fsys)
+	report, err := roles.Verify(files, roles.VerifyOptions{At: at, CheckTargets: true, Cache: cache})
 	if err != nil {
 		return nil, err
 	}
-	evidence := loadEvidence(dir)
-	st := &StatusReport{Repository: dir, At: at.UTC(), Problems: report.Problems, Evidence: map[string]*hsm.Evidence{}}
-	var newestRoot int64 // superseded root versions neither expire nor fall due
-	for _, rr := range report.Roles {
-		if rr.Role == RoleRoot && rr.Version > newestRoot {
-			newestRoot = rr.Version
+	f := &StatusFacts{dir: dir, at: at, report: report, pol: pol, evidence: loadEvidence(fsys)}
+	if repo, err := roles.LoadShared(files, cache); err == nil {
+		f.delegations = repo.Delegations()
+	}
+	return f, nil
+}
+
+// Holds reports whether the facts, found at their reference time, are
+// what a check at time at would find in the same files: the verification
+// found nothing wrong, and no role a client checks the expiry of (every
+// role but the superseded root versions) is expired at at by the strictest
+// client's rule (tuf-js: from its expiry on, to the millisecond; go-tuf
+// only after it). Time enters the checks only through those expiries, so
+// then every check answers at at as it did at the facts' time.
+func (f *StatusFacts) Holds(at time.Time) bool {
+	if !f.report.OK {
+		return false
+	}
+	at = at.UTC().Truncate(time.Second)
+	newest := f.newestRoot()
+	for _, rr := range f.report.Roles {
+		if rr.Role == RoleRoot && rr.Version < newest {
+			continue
+		}
+		if !at.Before(rr.Expires.Truncate(time.Millisecond)) {
+			return false
 		}
 	}
+	return true
+}
+
+func (f *StatusFacts) newestRoot() int64 {
+	var newest int64 // superseded root versions neither expire nor fall due
+	for _, rr := range f.report.Roles {
+		if rr.Role == RoleRoot && rr.Version > newest {
+			newest = rr.Version
+		}
+	}
+	return newest
+}
+
+// At draws the status report at time at from the facts: time left,
+// re-signing windows and health are of at; the verification's findings
+// are the facts' (use it at another time than theirs only where Holds).
+func (f *StatusFacts) At(at time.Time) *StatusReport {
+	at = at.UTC().Truncate(time.Second)
+	report, pol := f.report, f.pol
+	st := &StatusReport{Repository: f.dir, At: at, Problems: report.Problems, Evidence: map[string]*hsm.Evidence{}}
+	newestRoot := f.newestRoot()
 	for _, rr := range report.Roles {
 		if rr.Role == RoleRoot && rr.Version < newestRoot && rr.Err == "" {
 			continue
@@ -122,7 +192,7 @@ func Status(dir string, at time.Time) (*StatusReport, error) {
 			rs.Health = Due
 		}
 		for _, id := range rr.KeyIDs {
-			if ev, ok := evidence[id]; ok {
+			if ev, ok := f.evidence[id]; ok {
 				st.Evidence[id] = ev
 			}
 		}
@@ -134,11 +204,9 @@ func Status(dir string, at time.Time) (*StatusReport, error) {
 	if !report.OK {
 		st.Health = Invalid
 	}
-	if repo, err := roles.LoadShared(fsys, cache); err == nil {
-		st.Delegations = repo.Delegations()
-	}
+	st.Delegations = f.delegations
 	st.BinSets = FoldSets(st.Roles, BinsOfStatus(st), RoleStatus.Member)
-	return st, nil
+	return st
 }
 
 // Member is the role as FoldBins compares it.
@@ -153,11 +221,11 @@ func (st *StatusReport) FoldRoles() []Folded[RoleStatus] {
 	return FoldBins(st.Roles, BinsOfStatus(st), RoleStatus.Member)
 }
 
-func loadEvidence(dir string) map[string]*hsm.Evidence {
+func loadEvidence(fsys fs.FS) map[string]*hsm.Evidence {
 	out := map[string]*hsm.Evidence{}
-	files, _ := filepath.Glob(filepath.Join(dir, "keys", "*.json"))
+	files, _ := fs.Glob(fsys, "keys/*.json")
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		data, err := fs.ReadFile(fsys, f)
 		if err != nil {
 			continue
 		}
