@@ -237,6 +237,15 @@ type RepoStatus struct {
 // StatusMany reads the status of every repository in dirs at time at,
 // several at once; the result is in the order of dirs.
 func StatusMany(ctx context.Context, dirs []string, at time.Time, nworkers int) []RepoStatus {
+	return StatusManyWith(ctx, nil, dirs, at, nworkers)
+}
+
+// StatusManyWith is StatusMany for a process that reads the status of the
+// same repositories again and again (status --every): mem (nil for none)
+// remembers each repository's last findings and exactly what they were
+// found from (memory.go), and a repository whose files are all as they
+// were, and where no role has expired since, is not verified again.
+func StatusManyWith(ctx context.Context, mem *Memory, dirs []string, at time.Time, nworkers int) []RepoStatus {
 	defer fleetGC()() // gctune.go
 	out := make([]RepoStatus, len(dirs))
 	var next atomic.Int64
@@ -255,7 +264,7 @@ func StatusMany(ctx context.Context, dirs []string, at time.Time, nworkers int) 
 					out[i].Error = ctx.Err().Error()
 					continue
 				}
-				st, err := ceremony.Status(dirs[i], at)
+				st, err := mem.status(dirs[i], at)
 				if err != nil {
 					out[i].Error, out[i].Hint = err.Error(), hsm.HintOf(err)
 					continue

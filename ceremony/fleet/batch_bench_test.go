@@ -278,3 +278,38 @@ func BenchmarkStatusMany(b *testing.B) {
 	b.ReportMetric(float64(cpu)/float64(b.N)/float64(clientCPU), "x-client-cpu")
 	b.ReportMetric(float64(n), "repos")
 }
+
+// BenchmarkStatusEvery is the long-running `rootkeeper status --repos …
+// --prometheus FILE --every D`: after a first pass that verifies every
+// repository (not timed), each pass (one an hour later each) reads every
+// file again and compares it with what the last verification read, and
+// draws the unchanged repositories' status from memory (Memory), metrics
+// file included.
+func BenchmarkStatusEvery(b *testing.B) {
+	n := benchRepos()
+	_, dirs := benchFleet(b, n)
+	prom := filepath.Join(b.TempDir(), "rootkeeper.prom")
+	ctx := context.Background()
+	mem := NewMemory()
+	at := day(benchDay)
+	StatusManyWith(ctx, mem, dirs, at, 0)
+	var cpu time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		at = at.Add(time.Hour)
+		cpu0 := cpuTime()
+		sts := StatusManyWith(ctx, mem, dirs, at, 0)
+		if s := Summarize(sts); s.Due != n {
+			b.Fatalf("%+v", s)
+		}
+		if err := WritePrometheus(prom, at, sts); err != nil {
+			b.Fatal(err)
+		}
+		cpu += cpuTime() - cpu0
+	}
+	if reused, checked := mem.Counts(); checked != int64(n) || reused != int64(b.N*n) {
+		b.Fatalf("%d drawn from memory, %d verified: want %d and %d", reused, checked, b.N*n, n)
+	}
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N)/float64(n), "cpu-µs/repo")
+	b.ReportMetric(float64(n), "repos")
+}

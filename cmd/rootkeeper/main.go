@@ -203,18 +203,10 @@ func (a *app) hsmOptions() hsm.Options {
 // printJSON prints v, an object, as JSON with "schema_version" as its
 // first member (docs/json.md).
 func (a *app) printJSON(v any) error {
-	data, err := json.Marshal(v)
+	obj, err := jsonObject(v)
 	if err != nil {
 		return err
 	}
-	if len(data) < 2 || data[0] != '{' {
-		return fmt.Errorf("internal error: the JSON output %T is not an object", v)
-	}
-	obj := fmt.Appendf(nil, `{"schema_version":%d`, ceremony.SchemaVersion)
-	if data[1] != '}' {
-		obj = append(obj, ',')
-	}
-	obj = append(obj, data[1:]...)
 	var out bytes.Buffer
 	if err := json.Indent(&out, obj, "", "  "); err != nil {
 		return err
@@ -222,6 +214,33 @@ func (a *app) printJSON(v any) error {
 	out.WriteByte('\n')
 	_, err = a.stdout.Write(out.Bytes())
 	return err
+}
+
+// printJSONLine is printJSON on one line (a stream of objects, one a line:
+// status --every --json).
+func (a *app) printJSONLine(v any) error {
+	obj, err := jsonObject(v)
+	if err != nil {
+		return err
+	}
+	_, err = a.stdout.Write(append(obj, '\n'))
+	return err
+}
+
+// jsonObject encodes v, an object, with schema_version first.
+func jsonObject(v any) ([]byte, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) < 2 || data[0] != '{' {
+		return nil, fmt.Errorf("internal error: the JSON output %T is not an object", v)
+	}
+	obj := fmt.Appendf(nil, `{"schema_version":%d`, ceremony.SchemaVersion)
+	if data[1] != '}' {
+		obj = append(obj, ',')
+	}
+	return append(obj, data[1:]...), nil
 }
 
 // parseAt reads --at, for commands that only read: RFC 3339, a date, or

@@ -178,22 +178,30 @@ func (a *app) statusCommand() *cobra.Command {
 	var dir, at string
 	var asJSON, bins bool
 	var reposGlob, reposFrom, prom string // many repositories: resign.go
+	var every string                      // status --every: every.go
 
 	var key string // status --key: delegate.go
 	cmd := &cobra.Command{
-		Use:   "status (--repo DIR | --repos GLOB | --repos-from FILE) [--at TIME] [--prometheus FILE]",
+		Use:   "status (--repo DIR | --repos GLOB | --repos-from FILE) [--at TIME] [--prometheus FILE [--every DURATION]]",
 		Short: "Show each role's version, expiry, signatures and health",
 		Long: `Show each role's version, expiry, time left, threshold, keys and valid
 signatures, and whether it is healthy, due for re-signing or invalid.
 
 With --repos or --repos-from, one line per repository that needs attention;
 --prometheus FILE writes node_exporter textfile metrics (docs/expiry.md).
+With --every DURATION it keeps running, rewriting the metrics file at every
+pass and printing one line a pass, until interrupted (SIGINT or SIGTERM): a
+repository whose files are all as the last pass read them, and where nothing
+expired since, is not verified again (docs/expiry.md).
 
 Exit status: 0 healthy, 3 a role is inside its re-signing window,
 4 expired or invalid (a client would refuse it), 1 the status could not be read
 (with many repositories: 4, else 1, else 3, else 0).`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if every != "" {
+				return a.statusEvery(cmd.Context(), &repoFlags{dir: dir, glob: reposGlob, from: reposFrom}, every, prom, at, asJSON)
+			}
 			if reposGlob != "" || reposFrom != "" || prom != "" {
 				t, err := parseAt(at)
 				if err != nil {
@@ -242,6 +250,7 @@ Exit status: 0 healthy, 3 a role is inside its re-signing window,
 	cmd.Flags().StringVar(&reposGlob, "repos", "", "many repositories: a glob of their directories, quoted ('/srv/tuf/*')")
 	cmd.Flags().StringVar(&reposFrom, "repos-from", "", "many repositories: a file listing their directories, one a line (- for stdin)")
 	cmd.Flags().StringVar(&prom, "prometheus", "", "also write node_exporter textfile metrics to FILE, atomically")
+	cmd.Flags().StringVar(&every, "every", "", "keep running: a pass every DURATION (e.g. 1m), each rewriting the --prometheus file; unchanged repositories are not verified again")
 	cmd.Flags().StringVar(&key, "key", "", "show only which roles this key (key id or URI) can sign")
 	cmd.Flags().BoolVar(&bins, "bins", false, "list every hashed bin on a line of its own (by default each set of bins is one line)")
 	return cmd
