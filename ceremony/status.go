@@ -95,8 +95,8 @@ type StatusFacts struct {
 	dir         string
 	at          time.Time
 	report      *roles.Report
-	pol         *Policy
-	evidence    map[string]*hsm.Evidence
+	windows     []time.Duration          // each of report.Roles' re-signing window
+	evidence    map[string]*hsm.Evidence // of the keys the roles trust
 	delegations []roles.DelegationInfo
 }
 
@@ -123,7 +123,20 @@ func CheckStatus(dir string, fsys fs.FS, at time.Time) (*StatusFacts, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &StatusFacts{dir: dir, at: at, report: report, pol: pol, evidence: loadEvidence(fsys)}
+	f := &StatusFacts{dir: dir, at: at, report: report, evidence: map[string]*hsm.Evidence{}}
+	evidence := loadEvidence(fsys)
+	for _, rr := range report.Roles {
+		window := pol.Role(policyRole(pol, rr.Role)).Window.D()
+		if window == 0 {
+			window = defaultWindows[rr.Role].D()
+		}
+		f.windows = append(f.windows, window)
+		for _, id := range rr.KeyIDs {
+			if ev, ok := evidence[id]; ok {
+				f.evidence[id] = ev
+			}
+		}
+	}
 	if repo, err := roles.LoadShared(files, cache); err == nil {
 		f.delegations = repo.Delegations()
 	}
@@ -169,10 +182,10 @@ func (f *StatusFacts) newestRoot() int64 {
 // are the facts' (use it at another time than theirs only where Holds).
 func (f *StatusFacts) At(at time.Time) *StatusReport {
 	at = at.UTC().Truncate(time.Second)
-	report, pol := f.report, f.pol
+	report := f.report
 	st := &StatusReport{Repository: f.dir, At: at, Problems: report.Problems, Evidence: map[string]*hsm.Evidence{}}
 	newestRoot := f.newestRoot()
-	for _, rr := range report.Roles {
+	for i, rr := range report.Roles {
 		if rr.Role == RoleRoot && rr.Version < newestRoot && rr.Err == "" {
 			continue
 		}
@@ -180,10 +193,7 @@ func (f *StatusFacts) At(at time.Time) *StatusReport {
 			Threshold: rr.Threshold, ValidSignatures: rr.ValidSignatures, KeyIDs: rr.KeyIDs, Problem: rr.Err, Bins: rr.Bins}
 		left := rr.Expires.Sub(at)
 		rs.Left = Seconds(left)
-		window := pol.Role(policyRole(pol, rr.Role)).Window.D()
-		if window == 0 {
-			window = defaultWindows[rr.Role].D()
-		}
+		window := f.windows[i]
 		rs.Window = Seconds(window)
 		switch {
 		case rr.Err != "" || left <= 0:

@@ -59,5 +59,5 @@ awk -v cores="$(nproc)" '
 }
 /^BenchmarkStatusEvery/ {
 	for (i = 3; i < NF; i++) e[$(i+1)] = $i
-	printf "status --every, a later pass over the same %d unchanged repositories (each file read and compared): %.2f s, CPU time %.0f µs per repository\n", e["repos"], e["ns/op"]/1e9, e["cpu-µs/repo"]
+	printf "status --every, a later pass over the same %d unchanged repositories (each file read and compared): %.2f s, CPU time %.0f µs per repository; the memory it keeps: %.1f kB a repository\n", e["repos"], e["ns/op"]/1e9, e["cpu-µs/repo"], e["memory-kB/repo"]
 }' "$tmp/out"

@@ -307,9 +307,15 @@ func BenchmarkStatusEvery(b *testing.B) {
 		}
 		cpu += cpuTime() - cpu0
 	}
+	b.StopTimer()
 	if reused, checked := mem.Counts(); checked != int64(n) || reused != int64(b.N*n) {
 		b.Fatalf("%d drawn from memory, %d verified: want %d and %d", reused, checked, b.N*n, n)
 	}
+	// What the Memory holds: the live heap with it and without it.
+	with := heapMB()
+	runtime.KeepAlive(mem)
+	mem = nil
+	b.ReportMetric((with-heapMB())*1024/float64(n), "memory-kB/repo")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N)/float64(n), "cpu-µs/repo")
 	b.ReportMetric(float64(n), "repos")
 }

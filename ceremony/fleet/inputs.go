@@ -157,34 +157,52 @@ func errState(err error) inputState {
 	return inputState{err: err.Error()}
 }
 
-// same reports whether every input recorded is still what it was.
-func (in *inputs) same() bool {
+// inputRecord is one input and what it was.
+type inputRecord struct {
+	key   inputKey
+	state inputState
+}
+
+// freeze ends the recording: what was recorded, in order, or nil if an
+// input was found to be two different things.
+func (in *inputs) freeze() []inputRecord {
 	in.mu.Lock()
+	defer in.mu.Unlock()
 	if in.unstable {
-		in.mu.Unlock()
-		return false
+		return nil
 	}
-	keys := make([]inputKey, 0, len(in.seen))
-	for k := range in.seen {
-		keys = append(keys, k)
+	out := make([]inputRecord, 0, len(in.seen))
+	for k, st := range in.seen {
+		out = append(out, inputRecord{k, st})
 	}
-	in.mu.Unlock()
-	slices.SortFunc(keys, func(a, b inputKey) int {
-		if a.name != b.name {
-			if a.name < b.name {
+	slices.SortFunc(out, func(a, b inputRecord) int {
+		if a.key.name != b.key.name {
+			if a.key.name < b.key.name {
 				return -1
 			}
 			return 1
 		}
-		return int(a.kind) - int(b.kind)
+		return int(a.key.kind) - int(b.key.kind)
 	})
-	for _, k := range keys {
-		if was := in.seen[k]; stateOf(in.fsys, k, was) != was {
+	return out
+}
+
+// same reports whether every input of recs (a frozen recording over fsys)
+// is still what it was.
+func same(fsys fs.FS, recs []inputRecord) bool {
+	if recs == nil {
+		return false
+	}
+	for _, r := range recs {
+		if stateOf(fsys, r.key, r.state) != r.state {
 			return false
 		}
 	}
 	return true
 }
+
+// same reports whether every input recorded is still what it was.
+func (in *inputs) same() bool { return same(in.fsys, in.freeze()) }
 
 // Open opens the file; what it is (its size, mode and whole content, read
 // to the end on Close if the reader stopped before) is recorded when it is

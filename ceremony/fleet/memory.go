@@ -39,7 +39,7 @@ type Memory struct {
 
 type remembered struct {
 	facts  *ceremony.StatusFacts
-	inputs *inputs
+	inputs []inputRecord // what they were found from (recordInputs, frozen)
 }
 
 // NewMemory returns an empty Memory.
@@ -73,7 +73,7 @@ func (m *Memory) status(dir string, at time.Time) (*ceremony.StatusReport, error
 	m.mu.Lock()
 	r := m.repos[dir]
 	m.mu.Unlock()
-	if r != nil && r.facts.Holds(at) && r.inputs.same() {
+	if r != nil && r.facts.Holds(at) && same(os.DirFS(dirOrDot(dir)), r.inputs) {
 		m.reused.Add(1)
 		return r.facts.At(at), nil
 	}
@@ -82,10 +82,11 @@ func (m *Memory) status(dir string, at time.Time) (*ceremony.StatusReport, error
 	facts, err := ceremony.CheckStatus(dir, in, at)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err != nil || !facts.Holds(at) {
+	recs := in.freeze()
+	if err != nil || recs == nil || !facts.Holds(at) {
 		delete(m.repos, dir)
 	} else {
-		m.repos[dir] = &remembered{facts: facts, inputs: in}
+		m.repos[dir] = &remembered{facts: facts, inputs: recs}
 	}
 	if err != nil {
 		return nil, err
