@@ -156,7 +156,7 @@ func checkMadeHere(dir string, c *bundle.Checked) (*Entry, error) {
 				return nil, bundleChanged(dir, b, "the payload of "+r.Role, e.Seq)
 			}
 		}
-		if e.Details["custodian_sha256"] != b.Custodian.Digest() {
+		if d := e.Details["custodian_sha256"]; d != b.Custodian.Digest() && d != b.Custodian.LegacyDigest() {
 			return nil, bundleChanged(dir, b, "what it writes besides the signed roles", e.Seq)
 		}
 		return &e, nil

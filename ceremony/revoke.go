@@ -21,7 +21,9 @@ type RevokeOptions struct {
 	// Reason is recorded in the transcript (required).
 	Reason string
 	// Add gives replacement key URIs by role, for roles the revocation
-	// would leave with fewer keys than their threshold.
+	// would leave with fewer keys than their threshold: a device URI, or
+	// file:PATH of a key export (a key on another machine, which signs
+	// through a signing bundle).
 	Add map[string][]string
 	// Drop lists delegated roles to remove instead of re-keying them.
 	Drop []string
@@ -152,7 +154,14 @@ func (s *Session) Revoke(ctx context.Context, dir string, opts RevokeOptions) (*
 				return nil, err
 			}
 		}
-		return revokeChange(st, p, opts, adds, s.knownKey(st.records))
+		c, err := revokeChange(st, p, opts, adds, s.knownKey(st.records))
+		if err != nil {
+			return nil, err
+		}
+		for _, keys := range adds {
+			c.skipExportedKeys(keys) // they sign through the bundle (--out)
+		}
+		return c, nil
 	})
 }
 
@@ -251,7 +260,7 @@ func checkRevokeOptions(dir string, opts RevokeOptions) error {
 		}
 	}
 	for _, uris := range opts.Add {
-		if err := checkURIs(uris...); err != nil {
+		if err := checkURIs(deviceURIs(uris)...); err != nil { // a key export (file:PATH) is read when the keys are opened
 			return err
 		}
 	}

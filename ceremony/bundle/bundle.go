@@ -79,8 +79,27 @@ type Custodian struct {
 	Details map[string]any `json:"details,omitempty"`
 }
 
-// Digest is the SHA-256 of the custodian part, as the transcript records it.
+// Digest is the SHA-256 of the custodian part, as the transcript records
+// it: of its JSON as it reads back from the bundle file (decoded and
+// encoded again, so that every object's members are in the same order
+// whether Details held structs, as when the bundle is made, or the
+// generic objects a bundle read from its file holds).
 func (c *Custodian) Digest() string {
+	if c == nil {
+		return ""
+	}
+	data, _ := json.Marshal(c)
+	var v any
+	if json.Unmarshal(data, &v) == nil {
+		data, _ = json.Marshal(v)
+	}
+	return sha256hex(data)
+}
+
+// LegacyDigest is Digest as rootkeeper computed it before it was decoded
+// and encoded again: what the transcripts of bundles made then recorded
+// (it equals Digest whenever Details holds no struct).
+func (c *Custodian) LegacyDigest() string {
 	if c == nil {
 		return ""
 	}

@@ -101,7 +101,7 @@ See docs/runbook-revocation.md.`,
 	cmd.Flags().StringVar(&dir, "repo", "", "the repository's directory")
 	cmd.Flags().StringVar(&opts.Key, "key", "", "the compromised key: key id (or unique prefix of 8+ hex digits) or URI")
 	cmd.Flags().StringVar(&opts.Reason, "reason", "", "why, for the transcript (required)")
-	cmd.Flags().StringArrayVar(&adds, "add", nil, "ROLE=URI: a replacement key for a role left below its threshold (repeatable)")
+	cmd.Flags().StringArrayVar(&adds, "add", nil, "ROLE=URI or ROLE=file:PATH (a key export; signs through --out): a replacement key for a role left below its threshold (repeatable)")
 	cmd.Flags().StringArrayVar(&opts.Drop, "drop", nil, "remove this delegated role instead of re-keying it (repeatable)")
 	cmd.Flags().BoolVar(&opts.ResignTargets, "resign-targets", false, "re-sign the targets only the revoked key had signed with the role's remaining keys, instead of dropping them")
 	cmd.Flags().StringArrayVar(&opts.KeepDelegations, "keep-delegation", nil, "keep this delegation although only the revoked key vouched for it, re-signed by the delegating role's remaining keys (repeatable)")
