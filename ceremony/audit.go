@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -28,13 +29,20 @@ type AuditReport struct {
 	State       Health                 `json:"state"`
 	Transcript  *TranscriptReport      `json:"transcript"`
 	RootChain   []AuditRoot            `json:"root_chain"`
-	Keys        []EvidenceCheck        `json:"keys"`
+	Keys        []AuditKey             `json:"keys"`
 	Delegations []roles.DelegationInfo `json:"delegations"`
 	Calendar    []RoleStatus           `json:"calendar"`
 	Policy      *AuditPolicy           `json:"policy,omitempty"`
 	// Problems: what a client would refuse and evidence that fails.
 	Problems []roles.Problem `json:"problems"`
 	Warnings []string        `json:"warnings,omitempty"`
+}
+
+// AuditKey is a key record re-checked, and the roles that trust the key
+// now (a set of hashed bins as PREFIX-*).
+type AuditKey struct {
+	EvidenceCheck
+	Roles []string `json:"roles"`
 }
 
 // AuditRoot is one root version: its keys and who signed it.
@@ -100,7 +108,7 @@ func Audit(dir string, keys *hsm.Keyring, at time.Time) (*AuditReport, error) {
 		return nil, err
 	}
 	rep := &AuditReport{Repository: dir, At: at, Version: Version(), Identity: tr.Identity, State: st.Health, Transcript: tr,
-		Keys: ev.Checks, Delegations: st.Delegations, Calendar: st.Roles, Problems: append(st.Problems, ev.Problems...), Warnings: ev.Warnings}
+		Keys: auditKeys(ev.Checks, st.Roles), Delegations: st.Delegations, Calendar: st.Roles, Problems: append(st.Problems, ev.Problems...), Warnings: ev.Warnings}
 	if rep.Problems == nil {
 		rep.Problems = []roles.Problem{}
 	}
@@ -108,7 +116,7 @@ func Audit(dir string, keys *hsm.Keyring, at time.Time) (*AuditReport, error) {
 		rep.Delegations = []roles.DelegationInfo{}
 	}
 	if rep.Keys == nil {
-		rep.Keys = []EvidenceCheck{}
+		rep.Keys = []AuditKey{}
 	}
 	if len(ev.Problems) > 0 {
 		rep.State = Invalid
@@ -121,6 +129,32 @@ func Audit(dir string, keys *hsm.Keyring, at time.Time) (*AuditReport, error) {
 		rep.Policy = auditPolicy(pol)
 	}
 	return rep, nil
+}
+
+// auditKeys gives each re-checked key record the roles that trust its key
+// now, in the order status lists them (hashed bins once, as PREFIX-*).
+func auditKeys(checks []EvidenceCheck, now []RoleStatus) []AuditKey {
+	trusted := map[string][]string{}
+	for _, rs := range now {
+		name := rs.Role
+		if rs.Bins != "" {
+			name = rs.Bins + "-*"
+		}
+		for _, id := range rs.KeyIDs {
+			if !slices.Contains(trusted[id], name) {
+				trusted[id] = append(trusted[id], name)
+			}
+		}
+	}
+	var out []AuditKey
+	for _, c := range checks {
+		k := AuditKey{EvidenceCheck: c, Roles: trusted[c.KeyID]}
+		if k.Roles == nil {
+			k.Roles = []string{}
+		}
+		out = append(out, k)
+	}
+	return out
 }
 
 // auditRoots lists every root version with its signatures, from the file,

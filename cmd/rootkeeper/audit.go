@@ -146,13 +146,13 @@ func orNone(s string) string {
 	return s
 }
 
-func printAuditKeys(w io.Writer, keys []ceremony.EvidenceCheck) {
+func printAuditKeys(w io.Writer, keys []ceremony.AuditKey) {
 	fmt.Fprintln(w, "## Keys trusted now")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| key | object | evidence | re-checked |")
-	fmt.Fprintln(w, "|---|---|---|---|")
+	fmt.Fprintln(w, "| key | object | roles | evidence | re-checked |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
 	for _, k := range keys {
-		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", k.KeyID[:min(12, len(k.KeyID))], k.URI, k.Evidence.Summary(), k.Result)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", k.KeyID[:min(12, len(k.KeyID))], k.URI, orNone(strings.Join(k.Roles, ", ")), k.Evidence.Summary(), k.Result)
 	}
 	fmt.Fprintln(w)
 }
