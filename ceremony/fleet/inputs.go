@@ -22,6 +22,9 @@ type inputs struct {
 	seen map[inputKey]inputState
 	// unstable: an input was found to be two different things
 	unstable bool
+	// open counts the files opened and not closed yet: what was read of
+	// them is not recorded until they are closed.
+	open int
 }
 
 type inputKind uint8
@@ -164,11 +167,12 @@ type inputRecord struct {
 }
 
 // freeze ends the recording: what was recorded, in order, or nil if an
-// input was found to be two different things.
+// input was found to be two different things or a file is still open
+// (what was read of it is not known yet).
 func (in *inputs) freeze() []inputRecord {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if in.unstable {
+	if in.unstable || in.open != 0 {
 		return nil
 	}
 	out := make([]inputRecord, 0, len(in.seen))
@@ -213,6 +217,9 @@ func (in *inputs) Open(name string) (fs.File, error) {
 		in.note(inputKey{inputFile, name}, errState(err))
 		return nil, err
 	}
+	in.mu.Lock()
+	in.open++
+	in.mu.Unlock()
 	return &inputFileReader{File: f, in: in, name: name, h: sha256.New()}, nil
 }
 
@@ -307,5 +314,8 @@ func (r *inputFileReader) Close() error {
 		return readState(r.info, r.h, r.n, r.eof)
 	}()
 	r.in.note(k, st)
+	r.in.mu.Lock()
+	r.in.open--
+	r.in.mu.Unlock()
 	return r.File.Close()
 }
