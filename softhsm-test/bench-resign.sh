@@ -37,6 +37,11 @@ set -- -test.run '^$' -test.bench '^(BenchmarkResignBatch|BenchmarkStatusMany|Be
 [ -n "${PROFILE:-}" ] && set -- "$@" -test.cpuprofile "$PROFILE"
 ROOTKEEPER_BENCH_REPOS=$REPOS ROOTKEEPER_BENCH_DIR=$DIR ROOTKEEPER_BENCH_JOBS=${JOBS:-} ROOTKEEPER_BENCH_HISTORY=${HISTORY:-0} \
 	"$tmp/ceremony.test" "$@" | tee "$tmp/out"
+if ! grep -q '^BenchmarkResignBatch' "$tmp/out"; then
+	echo "rootkeeper: error: the benchmarks did not run (SoftHSM2 missing?)" >&2
+	echo "rootkeeper: hint: make deps installs what they need" >&2
+	exit 1
+fi
 echo
 echo "repositories: $REPOS in $DIR (transcripts of $((${HISTORY:-0} + 1)) entries), $(nproc) CPUs, jobs ${JOBS:-default}"
 awk -v cores="$(nproc)" '
