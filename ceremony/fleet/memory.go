@@ -26,7 +26,7 @@ import (
 //
 // Nothing is written anywhere: a Memory vouches only for bytes this
 // process itself verified, and is gone with it. Its size grows with the
-// fleet (a few kilobytes a repository; the findings of a repository with
+// fleet (about 15 kB of heap a repository; the findings of a repository with
 // thousands of hashed bins are larger). A Memory is safe for concurrent
 // use.
 type Memory struct {
