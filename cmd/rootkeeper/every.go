@@ -46,10 +46,11 @@ func (a *app) statusEvery(ctx context.Context, repos *repoFlags, every, prom, at
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM)
 	defer stop()
 	mem := fleet.NewMemory()
+	errs := map[string]string{} // each repository's error at the last pass, said once
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		if err := a.statusPass(ctx, mem, list, prom, asJSON); err != nil {
+		if err := a.statusPass(ctx, mem, list, prom, asJSON, errs); err != nil {
 			return err
 		}
 		select {
@@ -73,8 +74,10 @@ type passSummary struct {
 	Took         ceremony.Seconds `json:"took_seconds"`
 }
 
-// statusPass is one pass of status --every.
-func (a *app) statusPass(ctx context.Context, mem *fleet.Memory, list func() ([]string, error), prom string, asJSON bool) error {
+// statusPass is one pass of status --every. A repository that cannot be
+// read is said on standard error when its error first appears or changes
+// (errs: each repository's error at the last pass).
+func (a *app) statusPass(ctx context.Context, mem *fleet.Memory, list func() ([]string, error), prom string, asJSON bool, errs map[string]string) error {
 	dirs, err := list()
 	if err != nil {
 		return err
@@ -89,6 +92,19 @@ func (a *app) statusPass(ctx context.Context, mem *fleet.Memory, list func() ([]
 	}
 	if err := fleet.WritePrometheus(prom, at, sts); err != nil {
 		return err
+	}
+	for _, st := range sts {
+		if st.Error != "" && errs[st.Repository] != st.Error {
+			a.ui.printf("error: %s", st.Error)
+			if st.Hint != "" {
+				a.ui.printf("hint: %s", st.Hint)
+			}
+		}
+		if st.Error == "" {
+			delete(errs, st.Repository)
+		} else {
+			errs[st.Repository] = st.Error
+		}
 	}
 	reused, checked := mem.Counts()
 	sum := fleet.Summarize(sts)
