@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/rootkeeper/rootkeeper/ceremony"
+	"github.com/rootkeeper/rootkeeper/roles"
 	"github.com/rootkeeper/rootkeeper/softhsm-test/softhsm"
 )
 
@@ -318,4 +319,35 @@ func BenchmarkStatusEvery(b *testing.B) {
 	b.ReportMetric((with-heapMB())*1024/float64(n), "memory-kB/repo")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N)/float64(n), "cpu-µs/repo")
 	b.ReportMetric(float64(n), "repos")
+}
+
+// BenchmarkVerifyRepository is roles.Verify (what every preflight and
+// status runs) of one repository of the batch after its root was re-signed
+// (root v1 and v2, timestamp, snapshot, targets), beside go-tuf's own
+// client over the same files (trustedmetadata from 1.root.json to targets):
+// its floor, in the same run.
+func BenchmarkVerifyRepository(b *testing.B) {
+	f, dirs := benchFleet(b, 1)
+	f.reopen(b)
+	defer f.s.Close()
+	f.setNow(day(benchDay))
+	rep := ResignBatch(context.Background(), f.s, dirs, BatchOptions{ResignOptions: ceremony.ResignOptions{Roles: []string{ceremony.RoleRoot}}})
+	if rep.Counts[ceremony.OutcomeResigned] != 1 {
+		b.Fatalf("%v", rep.Counts)
+	}
+	b.Run("go-tuf-client", func(b *testing.B) {
+		for b.Loop() {
+			if err := goTUFClient(dirs[0], day(benchDay)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("rootkeeper", func(b *testing.B) {
+		for b.Loop() {
+			r, err := roles.Verify(os.DirFS(dirs[0]), roles.VerifyOptions{At: day(benchDay)})
+			if err != nil || !r.OK {
+				b.Fatalf("%v %+v", err, r)
+			}
+		}
+	})
 }
