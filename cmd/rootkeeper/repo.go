@@ -200,6 +200,9 @@ Exit status: 0 healthy, 3 a role is inside its re-signing window,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if every != "" {
+				if key != "" {
+					return usageError{fmt.Errorf("--every reports every repository: it cannot be used with --key")}
+				}
 				return a.statusEvery(cmd.Context(), &repoFlags{dir: dir, glob: reposGlob, from: reposFrom}, every, prom, at, asJSON)
 			}
 			if reposGlob != "" || reposFrom != "" || prom != "" {
