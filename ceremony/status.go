@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/rootkeeper/rootkeeper/hsm"
@@ -183,14 +184,14 @@ func (f *StatusFacts) newestRoot() int64 {
 func (f *StatusFacts) At(at time.Time) *StatusReport {
 	at = at.UTC().Truncate(time.Second)
 	report := f.report
-	st := &StatusReport{Repository: f.dir, At: at, Problems: report.Problems, Evidence: map[string]*hsm.Evidence{}}
+	st := &StatusReport{Repository: f.dir, At: at, Problems: slices.Clone(report.Problems), Evidence: map[string]*hsm.Evidence{}}
 	newestRoot := f.newestRoot()
 	for i, rr := range report.Roles {
 		if rr.Role == RoleRoot && rr.Version < newestRoot && rr.Err == "" {
 			continue
 		}
 		rs := RoleStatus{Role: rr.Role, Delegator: rr.Delegator, Version: rr.Version, Expires: rr.Expires.UTC(),
-			Threshold: rr.Threshold, ValidSignatures: rr.ValidSignatures, KeyIDs: rr.KeyIDs, Problem: rr.Err, Bins: rr.Bins}
+			Threshold: rr.Threshold, ValidSignatures: rr.ValidSignatures, KeyIDs: slices.Clone(rr.KeyIDs), Problem: rr.Err, Bins: rr.Bins}
 		left := rr.Expires.Sub(at)
 		rs.Left = Seconds(left)
 		window := f.windows[i]
@@ -214,7 +215,7 @@ func (f *StatusFacts) At(at time.Time) *StatusReport {
 	if !report.OK {
 		st.Health = Invalid
 	}
-	st.Delegations = f.delegations
+	st.Delegations = slices.Clone(f.delegations) // the report is the caller's; the facts may be drawn again
 	st.BinSets = FoldSets(st.Roles, BinsOfStatus(st), RoleStatus.Member)
 	return st
 }
