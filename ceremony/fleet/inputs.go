@@ -12,7 +12,8 @@ import (
 
 // inputs is a file system that records what was read through it: every
 // file opened or read (whether it exists, its size and mode, the SHA-256
-// of its whole content), every directory listed and every file stat'ed.
+// of what was read of it and whether that was all of it), every directory
+// listed and every file stat'ed.
 // same tells whether reading it all again finds exactly the same: a check
 // whose result depends only on what it reads (and on the time) would find
 // what it found before. The records hold digests, never contents.
