@@ -38,6 +38,16 @@ var promMetrics = []promMetric{
 	{"rootkeeper_role_bins_due", "How many hashed bins of the set are inside their re-signing window."},
 	{"rootkeeper_role_bins_invalid", "How many hashed bins of the set clients refuse."},
 	{"rootkeeper_role_bins_worst_info", "The set's worst bin (bin label): the first to expire of those in the worst state."},
+	{"rootkeeper_status_pass_seconds", "status --every: how long the last pass took to read every repository."},
+	{"rootkeeper_status_pass_repositories", "status --every: repositories of the last pass, by how they were read: verified (in full) or unchanged (every file as the last verification read it, drawn from memory)."},
+}
+
+// Pass describes one pass of the long-running status (status --every),
+// for the metrics file.
+type Pass struct {
+	Took      time.Duration // reading every repository
+	Verified  int64         // repositories verified in full
+	Unchanged int64         // repositories drawn from memory
 }
 
 // promSeries collects the series of each metric.
@@ -54,8 +64,19 @@ func (s promSeries) add(name string, v float64, labels ...string) {
 // FormatPrometheus writes statuses in the Prometheus text exposition
 // format, for node_exporter's textfile collector (docs/expiry.md).
 func FormatPrometheus(w io.Writer, at time.Time, statuses []RepoStatus) error {
+	return formatPrometheus(w, at, statuses, nil)
+}
+
+// formatPrometheus is FormatPrometheus, with the pass's own metrics when
+// pass is not nil.
+func formatPrometheus(w io.Writer, at time.Time, statuses []RepoStatus, pass *Pass) error {
 	s := promSeries{}
 	s.add("rootkeeper_status_time_seconds", float64(at.Unix()))
+	if pass != nil {
+		s.add("rootkeeper_status_pass_seconds", pass.Took.Seconds())
+		s.add("rootkeeper_status_pass_repositories", float64(pass.Verified), "read", "verified")
+		s.add("rootkeeper_status_pass_repositories", float64(pass.Unchanged), "read", "unchanged")
+	}
 	sum := Summarize(statuses)
 	for _, kv := range []struct {
 		state string
@@ -116,8 +137,15 @@ func (s promSeries) addRoles(repo string, st *ceremony.StatusReport) {
 // file beside it, fsynced, renamed), so that node_exporter never reads half
 // a file. Name it *.prom in the collector's directory.
 func WritePrometheus(path string, at time.Time, statuses []RepoStatus) error {
+	return WritePrometheusPass(path, at, statuses, nil)
+}
+
+// WritePrometheusPass is WritePrometheus for a pass of status --every: with
+// the pass's duration and how many repositories it verified in full and
+// drew from memory (pass may be nil).
+func WritePrometheusPass(path string, at time.Time, statuses []RepoStatus, pass *Pass) error {
 	var b bytes.Buffer
-	if err := FormatPrometheus(&b, at, statuses); err != nil {
+	if err := formatPrometheus(&b, at, statuses, pass); err != nil {
 		return err
 	}
 	return ceremony.WriteFileAtomic(path, b.Bytes())

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os/signal"
 	"syscall"
 	"time"
@@ -90,31 +91,35 @@ func (a *app) statusPass(ctx context.Context, mem *fleet.Memory, list func() ([]
 	if ctx.Err() != nil {
 		return nil // interrupted: the last pass's metrics file stays
 	}
-	if err := fleet.WritePrometheus(prom, at, sts); err != nil {
+	reused, checked := mem.Counts()
+	took := clock().Sub(start)
+	pass := &fleet.Pass{Took: took, Verified: checked - checked0, Unchanged: reused - reused0}
+	if err := fleet.WritePrometheusPass(prom, at, sts, pass); err != nil {
 		return err
 	}
+	now := map[string]string{}
 	for _, st := range sts {
-		if st.Error != "" && errs[st.Repository] != st.Error {
+		if st.Error == "" {
+			continue
+		}
+		if errs[st.Repository] != st.Error {
 			a.ui.printf("error: %s", st.Error)
 			if st.Hint != "" {
 				a.ui.printf("hint: %s", st.Hint)
 			}
 		}
-		if st.Error == "" {
-			delete(errs, st.Repository)
-		} else {
-			errs[st.Repository] = st.Error
-		}
+		now[st.Repository] = st.Error
 	}
-	reused, checked := mem.Counts()
+	clear(errs)
+	maps.Copy(errs, now)
 	sum := fleet.Summarize(sts)
 	ps := passSummary{At: at, Repositories: len(dirs), Healthy: sum.Healthy, Due: sum.Due, Invalid: sum.Invalid, Errors: sum.Errors,
-		Verified: checked - checked0, Unchanged: reused - reused0, Took: ceremony.Seconds(clock().Sub(start))}
+		Verified: pass.Verified, Unchanged: pass.Unchanged, Took: ceremony.Seconds(took)}
 	if asJSON {
 		return a.printJSONLine(ps)
 	}
 	fmt.Fprintf(a.stdout, "%s: %d repositories: %d healthy, %d due, %d invalid, %d errors (%d verified, %d unchanged) in %s\n",
 		at.Format(time.RFC3339), ps.Repositories, ps.Healthy, ps.Due, ps.Invalid, ps.Errors, ps.Verified, ps.Unchanged,
-		clock().Sub(start).Round(time.Millisecond))
+		took.Round(time.Millisecond))
 	return nil
 }
