@@ -686,60 +686,22 @@ func (v *verifier) walk(ref time.Time) error {
 	return first
 }
 
-// prewalk takes, before the scan, go-tuf's client steps over the files a
-// client reads first — the trusted root, the newer root versions, the timestamp,
-// the snapshot it names and targets — at the reference time, through the
-// cache. Each step parses its file with go-tuf's parser and the cache
-// keeps that parse (Cache.adopt) and the step's outcome, so the scan's
-// parse of the same bytes and walk's same step are not done again: each
-// of these files is decoded once instead of twice. It decides nothing:
-// it stops at the first file that is missing, too large or refused, and
-// the scan and walk then read, parse and check everything as before.
+// prewalk takes, before the scan, the steps of a fresh go-tuf client
+// over the files it reads first — the trusted root, the newer root
+// versions, the timestamp, the snapshot it names and targets — at the
+// reference time, through the cache: the client of CheckClients
+// (memClient.refresh), in go-tuf's updater order. Each step parses its
+// file with go-tuf's parser and the cache keeps that parse (Cache.adopt)
+// and the step's outcome, so the scan's parse of the same bytes and walk's
+// same steps are not done again: each of these files is decoded once
+// instead of twice. It decides nothing (its error is dropped): it stops at
+// the first file that is missing, too large or refused, and the scan and
+// walk then read, parse and check everything as before.
 func (v *verifier) prewalk() {
 	if v.c == nil {
 		return
 	}
-	read := func(path, role string, listed int64) []byte {
-		data, err := readBounded(v.fsys, path, metaLimit(role, listed))
-		if err != nil {
-			return nil
-		}
-		return data
-	}
-	tm, err := newClient(v.c, v.trusted, v.at)
-	if err != nil {
-		return
-	}
-	from := tm.tm.Root.Signed.Version + 1
-	for n := from; n < from+maxRootVersions; n++ {
-		data := read(rootPath(n), metadata.ROOT, 0)
-		if data == nil {
-			break
-		}
-		if tm.updateRoot(data) != nil {
-			return
-		}
-	}
-	data := read(timestampPath(), metadata.TIMESTAMP, 0)
-	if data == nil || tm.updateTimestamp(data) != nil {
-		return
-	}
-	consistent := tm.tm.Root.Signed.ConsistentSnapshot
-	sm := tm.tm.Timestamp.Signed.Meta["snapshot.json"]
-	if sm == nil {
-		return
-	}
-	data = read(rolePath(metadata.SNAPSHOT, sm.Version, consistent), metadata.SNAPSHOT, sm.Length)
-	if data == nil || tm.updateSnapshot(data, false) != nil {
-		return
-	}
-	tgm := tm.tm.Snapshot.Signed.Meta["targets.json"]
-	if tgm == nil {
-		return
-	}
-	if data = read(rolePath(metadata.TARGETS, tgm.Version, consistent), metadata.TARGETS, tgm.Length); data != nil {
-		tm.updateTargets(data)
-	}
+	(&memClient{cache: v.c, root: v.trusted}).refresh(v.fsys, v.at) //nolint:errcheck // decides nothing, see above
 }
 
 func (v *verifier) clientProblem(role, file, label string, err error) {
